@@ -1,0 +1,47 @@
+# Chat Reconnect — developer commands. `make dev` runs the product; `make test` passes the tests.
+# Both install what they need (Python virtualenv, npm packages, Debian's chromium) themselves.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_QUIET := --quiet --disable-pip-version-check
+
+export FUNCTIONS_PORT ?= 7071
+export AZURITE_TABLE_PORT ?= 10002
+
+.PHONY: dev test deps lint typecheck unit clean chromium
+
+dev: deps ## Start Azurite and the local Functions host with the demo; Ctrl-C stops both.
+	$(BIN)/python -m local.dev
+
+test: deps chromium lint typecheck ## Lint, type-check and run every test (unit, integration, e2e, browser).
+	$(BIN)/python -m pytest
+
+deps: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import azure.functions, azure.data.tables, uvicorn, pytest"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian's chromium drives the widget's browser tests (Playwright may not download its own).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: deps
+	$(BIN)/mypy --strict shared
+
+unit: deps ## Only the fast, storage-free tests.
+	$(BIN)/python -m pytest tests/unit
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .dev

@@ -1,0 +1,1 @@
+"""Chat Reconnect: the application package deployed to Azure Functions."""
