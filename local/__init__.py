@@ -1,0 +1,1 @@
+"""Development-only tools: the local Functions host, the Azurite launcher, the dev runner."""

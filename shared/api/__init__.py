@@ -1,0 +1,1 @@
+"""HTTP entry points: one azure.functions Blueprint per caller, plus shared request plumbing."""

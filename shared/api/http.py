@@ -1,0 +1,182 @@
+"""Request plumbing shared by the blueprints: parsing, answers, errors, and the operation catalog.
+
+`endpoint` registers a handler with its Blueprint *and* records its contract (models,
+answers) in `OPERATIONS`, from which the OpenAPI document is generated: one source.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import azure.functions as func
+from pydantic import BaseModel, ValidationError
+
+from shared.api.problems import internal_error_response, problem_response
+from shared.errors import (
+    BadRequest,
+    ChatReconnectError,
+    FieldError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from shared.schemas import ID_PATTERN
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+
+MAX_BODY_BYTES = 64 * 1024
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+_ID = re.compile(ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One documented answer of an operation: status, description, body model (None: no body)."""
+
+    status: int
+    description: str
+    model: type[BaseModel] | None = None
+    problem: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    """The contract of one HTTP function, as the OpenAPI document shows it."""
+
+    name: str
+    method: str
+    route: str
+    auth_level: func.AuthLevel
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    body_types: tuple[str, ...] = (JSON,)
+    answers: tuple[Answer, ...] = ()
+    query: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=())
+    bearer: bool = False
+
+
+OPERATIONS: list[Operation] = []
+
+
+def endpoint(bp: func.Blueprint, operation: Operation) -> Callable[[Handler], Handler]:
+    """Register `handler` for `operation` on `bp`, answering application errors as problems."""
+
+    def decorator(handler: Handler) -> Handler:
+        def run(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                return handler(req)
+            except ChatReconnectError as error:
+                return problem_response(error)
+            except Exception:
+                logger.exception("Unhandled error in %s", operation.name)
+                return internal_error_response()
+
+        run.__name__ = operation.name
+        run.__doc__ = handler.__doc__
+        OPERATIONS.append(operation)
+        registered = bp.function_name(operation.name)(
+            bp.route(
+                route=operation.route,
+                methods=[operation.method],
+                auth_level=operation.auth_level,
+            )(run)
+        )
+        return cast(Handler, registered)
+
+    return decorator
+
+
+def blueprint() -> func.Blueprint:
+    """A new Blueprint (azure.functions leaves its constructor untyped)."""
+    return func.Blueprint()  # type: ignore[no-untyped-call]
+
+
+# --- reading requests -------------------------------------------------------------------
+
+
+def path_id(req: func.HttpRequest, name: str) -> str:
+    """A route id parameter, checked against the contract's id pattern (400 otherwise)."""
+    value = str(req.route_params.get(name, ""))
+    if not _ID.match(value):
+        raise BadRequest(
+            f"'{name}' is not a valid id.",
+            (FieldError(name, "must match " + ID_PATTERN),),
+        )
+    return value
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_body(req: func.HttpRequest, media_types: tuple[str, ...] = (JSON,)) -> Any:
+    """The parsed JSON body: 413 when too large, 415 for another media type, 400 if malformed."""
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes.")
+    media_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media_type not in media_types:
+        raise UnsupportedMediaType(f"Send the body as {' or '.join(media_types)}.")
+    try:
+        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body is not valid JSON.") from None
+
+
+def validate(model: type[M], data: Any) -> M:
+    """`data` validated against a contract model; 422 naming each offending field."""
+    if not isinstance(data, dict):
+        raise ValidationFailed((FieldError("body", "must be a JSON object"),))
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ValidationFailed(tuple(_field_errors(error))) from None
+
+
+def _field_errors(error: ValidationError) -> list[FieldError]:
+    found: dict[str, FieldError] = {}
+    for item in error.errors(include_url=False):
+        path = ""
+        for part in item["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", part):
+                path += ("." if path else "") + part
+        message = str(item["msg"]).removeprefix("Value error, ")
+        found.setdefault(path or "body", FieldError(path or "body", message))
+    return list(found.values())
+
+
+def parse(req: func.HttpRequest, model: type[M], media_types: tuple[str, ...] = (JSON,)) -> M:
+    """Read and validate a request body in one step."""
+    return validate(model, json_body(req, media_types))
+
+
+# --- answering ----------------------------------------------------------------------------
+
+
+def json_response(
+    model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    """A JSON answer with the model's camelCase wire form."""
+    return func.HttpResponse(
+        model.model_dump_json(by_alias=True),
+        status_code=status,
+        headers=headers or {},
+        mimetype=JSON,
+    )
+
+
+def no_content() -> func.HttpResponse:
+    return func.HttpResponse(status_code=204)

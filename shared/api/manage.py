@@ -1,0 +1,242 @@
+"""Admin routes: per-widget reconnection settings (auth level FUNCTION)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import azure.functions as func
+
+from shared.api.http import (
+    JSON,
+    MERGE_PATCH,
+    Answer,
+    Operation,
+    blueprint,
+    endpoint,
+    json_body,
+    json_response,
+    no_content,
+    parse,
+    path_id,
+    validate,
+)
+from shared.api.views import widget_from_body, widget_view
+from shared.errors import BadRequest, FieldError, ValidationFailed
+from shared.schemas import Problem, WidgetSettingsBody, WidgetSettingsList, WidgetSettingsView
+from shared.wiring import get_service
+
+bp = blueprint()
+
+ADMIN = func.AuthLevel.FUNCTION
+TAG = "Admin: widget settings"
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+ROUTE = "manage/widgets/{widgetId}"
+_problems = (
+    Answer(400, "Bad id or malformed JSON", Problem, True),
+    Answer(503, "Storage unavailable", Problem, True),
+)
+_etag_header = (("ETag", "Version of the settings, for If-Match"),)
+
+
+def _encode_token(token: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")
+
+
+def _decode_token(text: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error):
+        raise BadRequest(
+            "continuationToken is malformed.",
+            (FieldError("continuationToken", "use the nextLink of the previous page"),),
+        ) from None
+
+
+def _page_size(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_PAGE_SIZE
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE:
+        raise BadRequest(
+            "top must be a whole number from 1 to 1000.",
+            (FieldError("top", f"must be a whole number from 1 to {MAX_PAGE_SIZE}"),),
+        )
+    return int(text)
+
+
+def _settings_response(
+    widget: WidgetSettingsView, etag: str, status: int = 200
+) -> func.HttpResponse:
+    return json_response(widget, status, {"ETag": etag})
+
+
+@endpoint(
+    bp,
+    Operation(
+        name="manage_list_widgets",
+        method="GET",
+        route="manage/widgets",
+        auth_level=ADMIN,
+        summary="List the settings of every widget, a page at a time.",
+        tag=TAG,
+        answers=(Answer(200, "A page of widget settings", WidgetSettingsList), *_problems),
+        query=(
+            ("top", "Page size (1-1000, default 100)", {"type": "integer", "minimum": 1}),
+            ("continuationToken", "From the previous page's nextLink", {"type": "string"}),
+        ),
+    ),
+)
+def list_widgets(req: func.HttpRequest) -> func.HttpResponse:
+    """List widget settings; `nextLink` leads to the next page."""
+    top = _page_size(req.params.get("top"))
+    token_text = req.params.get("continuationToken")
+    token = _decode_token(token_text) if token_text else None
+    widgets, next_token = get_service().list_widgets(top, token)
+    next_link = None
+    if next_token is not None:
+        next_link = f"/api/manage/widgets?top={top}&continuationToken={_encode_token(next_token)}"
+    body = WidgetSettingsList(value=[widget_view(w) for w in widgets], next_link=next_link)
+    return json_response(body)
+
+
+@endpoint(
+    bp,
+    Operation(
+        name="manage_get_widget",
+        method="GET",
+        route=ROUTE,
+        auth_level=ADMIN,
+        summary="Read one widget's settings, with an ETag.",
+        tag=TAG,
+        answers=(
+            Answer(200, "The settings", WidgetSettingsView),
+            Answer(404, "Unknown widget", Problem, True),
+            *_problems,
+        ),
+        headers=_etag_header,
+    ),
+)
+def get_widget(req: func.HttpRequest) -> func.HttpResponse:
+    """One widget's settings with its ETag."""
+    found = get_service().get_widget(path_id(req, "widgetId"))
+    return _settings_response(widget_view(found.value), found.etag)
+
+
+@endpoint(
+    bp,
+    Operation(
+        name="manage_put_widget",
+        method="PUT",
+        route=ROUTE,
+        auth_level=ADMIN,
+        summary="Create (201) or replace (200) a widget's settings; honours If-Match and "
+        "If-None-Match: *.",
+        tag=TAG,
+        body=WidgetSettingsBody,
+        answers=(
+            Answer(200, "Replaced", WidgetSettingsView),
+            Answer(201, "Created", WidgetSettingsView),
+            Answer(412, "Precondition failed", Problem, True),
+            Answer(413, "Body over 64 KiB", Problem, True),
+            Answer(415, "Not JSON", Problem, True),
+            Answer(422, "Invalid settings", Problem, True),
+            *_problems,
+        ),
+        headers=_etag_header,
+    ),
+)
+def put_widget(req: func.HttpRequest) -> func.HttpResponse:
+    """Create or replace settings; omitted optional fields take their defaults."""
+    widget_id = path_id(req, "widgetId")
+    body = parse(req, WidgetSettingsBody)
+    if body.widget_id is not None and body.widget_id != widget_id:
+        raise ValidationFailed((FieldError("widgetId", "must match the widget id in the path"),))
+    saved, created = get_service().put_widget(
+        widget_from_body(widget_id, body),
+        if_match=req.headers.get("if-match"),
+        if_none_match=req.headers.get("if-none-match"),
+    )
+    return _settings_response(widget_view(saved.value), saved.etag, 201 if created else 200)
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch of `patch` onto `target`."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
+
+
+@endpoint(
+    bp,
+    Operation(
+        name="manage_patch_widget",
+        method="PATCH",
+        route=ROUTE,
+        auth_level=ADMIN,
+        summary="Change some settings with a JSON merge patch; honours If-Match.",
+        tag=TAG,
+        body=WidgetSettingsBody,
+        body_types=(MERGE_PATCH, JSON),
+        answers=(
+            Answer(200, "Updated", WidgetSettingsView),
+            Answer(404, "Unknown widget", Problem, True),
+            Answer(412, "Precondition failed", Problem, True),
+            Answer(413, "Body over 64 KiB", Problem, True),
+            Answer(415, "Not a merge patch", Problem, True),
+            Answer(422, "Invalid settings", Problem, True),
+            *_problems,
+        ),
+        headers=_etag_header,
+    ),
+)
+def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
+    """Apply a merge patch; a member set to null returns to its default."""
+    widget_id = path_id(req, "widgetId")
+    patch = json_body(req, (MERGE_PATCH, JSON))
+    if not isinstance(patch, dict):
+        raise ValidationFailed((FieldError("body", "a merge patch must be a JSON object"),))
+
+    def apply(current: Any) -> Any:
+        document = widget_view(current).model_dump(by_alias=True, mode="json")
+        document.pop("updatedAt", None)
+        merged = _merge_patch(document, patch)
+        if merged.get("widgetId") != widget_id:
+            raise ValidationFailed(
+                (FieldError("widgetId", "must match the widget id in the path"),)
+            )
+        return widget_from_body(widget_id, validate(WidgetSettingsBody, merged))
+
+    saved = get_service().update_widget(widget_id, apply, if_match=req.headers.get("if-match"))
+    return _settings_response(widget_view(saved.value), saved.etag)
+
+
+@endpoint(
+    bp,
+    Operation(
+        name="manage_delete_widget",
+        method="DELETE",
+        route=ROUTE,
+        auth_level=ADMIN,
+        summary="Delete a widget's settings; honours If-Match.",
+        tag=TAG,
+        answers=(
+            Answer(204, "Deleted"),
+            Answer(404, "Unknown widget", Problem, True),
+            Answer(412, "Precondition failed", Problem, True),
+            *_problems,
+        ),
+    ),
+)
+def delete_widget(req: func.HttpRequest) -> func.HttpResponse:
+    """Delete the settings; the widget's links stop working."""
+    get_service().delete_widget(path_id(req, "widgetId"), if_match=req.headers.get("if-match"))
+    return no_content()

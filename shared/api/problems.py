@@ -1,0 +1,81 @@
+"""The one place where application errors become RFC 9457 problem responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from shared import errors
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+
+# (status, slug, title) per error class; the most specific class listed first wins.
+_PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
+    (errors.BadRequest, 400, "bad-request", "The request is malformed"),
+    (errors.Unauthorized, 401, "unauthorized", "A valid customer token is required"),
+    (errors.NotFound, 404, "not-found", "Not found"),
+    (errors.InvalidTransition, 409, "invalid-transition", "The event does not apply now"),
+    (errors.Conflict, 409, "conflict", "Conflicts with the current state"),
+    (errors.ReconnectUnavailable, 410, "reconnect-unavailable", "Reconnect is not available"),
+    (errors.PreconditionFailed, 412, "precondition-failed", "Precondition failed"),
+    (errors.PayloadTooLarge, 413, "payload-too-large", "The body is too large"),
+    (errors.UnsupportedMediaType, 415, "unsupported-media-type", "Unsupported content type"),
+    (errors.ValidationFailed, 422, "validation-failed", "The request is not valid"),
+    (errors.StorageUnavailable, 503, "storage-unavailable", "Storage is unavailable"),
+]
+
+
+def problem_type(slug: str) -> str:
+    """The problem `type` URI for a slug."""
+    return f"urn:chat-reconnect:problem:{slug}"
+
+
+def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, extra headers) answering an application error."""
+    status, slug, title = next(
+        ((status, slug, title) for cls, status, slug, title in _PROBLEMS if isinstance(error, cls)),
+        (500, "internal", "Internal error"),
+    )
+    body: dict[str, Any] = {
+        "type": problem_type(slug),
+        "title": title,
+        "status": status,
+        "detail": error.detail,
+    }
+    headers: dict[str, str] = {}
+    if isinstance(error, errors.BadRequest | errors.ValidationFailed) and error.errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
+    if isinstance(error, errors.InvalidTransition):
+        body["state"] = error.state
+    if isinstance(error, errors.ReconnectUnavailable):
+        body["redirectUrl"] = error.redirect_url
+    if isinstance(error, errors.Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if isinstance(error, errors.StorageUnavailable):
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return status, body, headers
+
+
+def problem_response(error: errors.ChatReconnectError) -> func.HttpResponse:
+    """The HTTP answer to an application error."""
+    status, body, headers = problem_for(error)
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE
+    )
+
+
+def internal_error_response() -> func.HttpResponse:
+    """The answer to a bug: a generic 500 that leaks nothing (the traceback goes to the log)."""
+    body = {
+        "type": problem_type("internal"),
+        "title": "Internal error",
+        "status": 500,
+        "detail": "An unexpected error occurred.",
+    }
+    return func.HttpResponse(json.dumps(body), status_code=500, mimetype=PROBLEM_MEDIA_TYPE)

@@ -1,0 +1,71 @@
+"""Domain values -> wire models, and admin bodies -> domain settings."""
+
+from __future__ import annotations
+
+from shared.domain import Authentication, PublicKey, WidgetSettings
+from shared.schemas import (
+    AuthenticationView,
+    ConversationView,
+    PublicKeyView,
+    WidgetSettingsBody,
+    WidgetSettingsView,
+)
+from shared.service import ConversationResult
+
+
+def widget_view(widget: WidgetSettings) -> WidgetSettingsView:
+    authentication = None
+    if widget.authentication is not None:
+        authentication = AuthenticationView(
+            issuer=widget.authentication.issuer,
+            audience=widget.authentication.audience,
+            public_keys=[
+                PublicKeyView(kid=key.kid, pem=key.pem) for key in widget.authentication.public_keys
+            ],
+        )
+    return WidgetSettingsView(
+        widget_id=widget.widget_id,
+        reconnect_enabled=widget.reconnect_enabled,
+        time_limit_minutes=widget.time_limit_minutes,
+        portal_url=widget.portal_url,
+        redirect_url=widget.redirect_url,
+        authentication=authentication,
+        updated_at=widget.updated_at,
+    )
+
+
+def widget_from_body(widget_id: str, body: WidgetSettingsBody) -> WidgetSettings:
+    authentication = None
+    if body.authentication is not None:
+        authentication = Authentication(
+            issuer=body.authentication.issuer,
+            audience=body.authentication.audience,
+            public_keys=tuple(
+                PublicKey(kid=key.kid, pem=key.pem) for key in body.authentication.public_keys
+            ),
+        )
+    return WidgetSettings(
+        widget_id=widget_id,
+        reconnect_enabled=body.reconnect_enabled,
+        time_limit_minutes=body.time_limit_minutes,
+        portal_url=body.portal_url,
+        redirect_url=body.redirect_url or None,
+        authentication=authentication,
+    )
+
+
+def conversation_view(result: ConversationResult) -> ConversationView:
+    conversation = result.conversation
+    return ConversationView(
+        conversation_id=conversation.conversation_id,
+        widget_id=conversation.widget_id,
+        state=conversation.state,
+        agent_id=conversation.agent_id,
+        customer_connected=conversation.customer_connected,
+        disconnected_at=conversation.disconnected_at,
+        reconnect_deadline=conversation.reconnect_deadline,
+        end_reason=conversation.end_reason,
+        reconnect_url=result.reconnect_url,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+    )

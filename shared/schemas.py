@@ -1,0 +1,263 @@
+"""The HTTP contract as pydantic models: they validate requests, shape answers and feed OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from shared.auth import load_public_key
+from shared.domain import EndReason, EventType, State
+from shared.errors import FieldError, ValidationFailed
+from shared.urls import check_url
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def format_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, to the second, as every time in the contract."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+UtcDateTime = Annotated[
+    datetime,
+    PlainSerializer(format_utc, return_type=str, when_used="json"),
+    Field(json_schema_extra={"format": "date-time"}),
+]
+
+
+class Model(BaseModel):
+    """Base of every contract model: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class RequestModel(Model):
+    """A request body: unknown members are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
+    )
+
+
+# --- widget settings -------------------------------------------------------------------
+
+
+class PublicKeyModel(RequestModel):
+    kid: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    pem: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+
+    @field_validator("pem")
+    @classmethod
+    def _pem_loads(cls, pem: str) -> str:
+        load_public_key(pem)
+        return pem
+
+
+class AuthenticationModel(RequestModel):
+    issuer: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    audience: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    public_keys: Annotated[list[PublicKeyModel], Field(min_length=1, max_length=10)]
+
+    @field_validator("public_keys")
+    @classmethod
+    def _kids_unique(cls, keys: list[PublicKeyModel]) -> list[PublicKeyModel]:
+        kids = [key.kid for key in keys]
+        if len(set(kids)) != len(kids):
+            raise ValueError("each kid may appear only once")
+        return keys
+
+
+class WidgetSettingsBody(RequestModel):
+    """A widget's settings as an admin writes them (PUT replaces; omitted fields default)."""
+
+    widget_id: Id | None = None
+    reconnect_enabled: StrictBool = False
+    time_limit_minutes: Annotated[StrictInt, Field(ge=1, le=1440)] = 10
+    portal_url: Annotated[str, Field(max_length=2048)] | None = None
+    # "" means no redirect, as admins clear the field in a form.
+    redirect_url: Annotated[str, Field(max_length=2048)] | None = None
+    authentication: AuthenticationModel | None = None
+    updated_at: Annotated[str | None, Field(description="Read-only; ignored when sent back.")] = (
+        None
+    )
+
+    @field_validator("portal_url", "redirect_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return check_url(value) if value else value
+
+    @model_validator(mode="after")
+    def _portal_url_when_enabled(self) -> WidgetSettingsBody:
+        if self.reconnect_enabled and not self.portal_url:
+            # Not a ValueError: pydantic would lose the field name on a model-level error.
+            raise ValidationFailed(
+                (FieldError("portalUrl", "is required when reconnectEnabled is true"),)
+            )
+        return self
+
+
+class PublicKeyView(Model):
+    kid: str
+    pem: str
+
+
+class AuthenticationView(Model):
+    issuer: str
+    audience: str | None
+    public_keys: list[PublicKeyView]
+
+
+class WidgetSettingsView(Model):
+    widget_id: str
+    reconnect_enabled: bool
+    time_limit_minutes: int
+    portal_url: str | None
+    redirect_url: str | None
+    authentication: AuthenticationView | None
+    updated_at: UtcDateTime | None
+
+
+class WidgetSettingsList(Model):
+    value: list[WidgetSettingsView]
+    next_link: str | None
+
+
+# --- conversations (platform) ------------------------------------------------------------
+
+
+class RegisterConversationBody(RequestModel):
+    widget_id: Id
+    agent_id: Id | None = None
+    customer_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+
+class ConversationView(Model):
+    conversation_id: str
+    widget_id: str
+    state: State
+    agent_id: str | None
+    customer_connected: bool
+    disconnected_at: UtcDateTime | None
+    reconnect_deadline: UtcDateTime | None
+    end_reason: EndReason | None
+    reconnect_url: str | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class EventBody(Model):
+    """A lifecycle event; platforms may send more members, which are ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True)
+
+    type: EventType
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    agent_id: Id | None = None
+
+    @model_validator(mode="after")
+    def _agent_for_assignment(self) -> EventBody:
+        if self.type is EventType.AGENT_ASSIGNED and self.agent_id is None:
+            raise ValidationFailed((FieldError("agentId", "is required for agent_assigned"),))
+        return self
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type_from_text(cls, value: object) -> object:
+        # Strict mode would refuse the plain JSON string for an enum.
+        if isinstance(value, str):
+            try:
+                return EventType(value)
+            except ValueError:
+                raise ValueError(
+                    "must be one of: " + ", ".join(event.value for event in EventType)
+                ) from None
+        return value
+
+
+class QuickReplyBody(RequestModel):
+    text: Annotated[str, StringConstraints(max_length=32768)]
+
+
+class QuickReplyView(Model):
+    text: str
+
+
+class ReconnectLinkView(Model):
+    reconnect_url: str | None
+
+
+class HeldConversationView(Model):
+    conversation_id: str
+    customer_connected: bool
+    reconnect_deadline: UtcDateTime | None
+
+
+class CapacityView(Model):
+    agent_id: str
+    held: int
+    conversations: list[HeldConversationView]
+
+
+# --- widget (customer) ---------------------------------------------------------------------
+
+
+class ReconnectContextView(Model):
+    is_reconnect_available: bool
+    reconnect_id: str | None
+    conversation_id: str | None
+    expires_at: UtcDateTime | None
+    redirect_url: str | None
+
+
+class ContinueView(Model):
+    conversation_id: str
+    state: State
+    agent_id: str | None
+    same_agent: bool
+    reconnected_at: UtcDateTime
+
+
+class ReconnectableView(Model):
+    reconnect_id: str
+    conversation_id: str
+    expires_at: UtcDateTime | None
+    disconnected_at: UtcDateTime | None
+
+
+# --- operations and errors -----------------------------------------------------------------
+
+
+class HealthView(Model):
+    status: Literal["ok", "unavailable"]
+
+
+class ProblemFieldError(Model):
+    field: str
+    message: str
+
+
+class Problem(Model):
+    """RFC 9457 problem details; `state` and `redirectUrl` appear on 409 and 410."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemFieldError] | None = None
+    state: State | None = None
+    redirect_url: str | None = None

@@ -1,0 +1,586 @@
+"""Use cases: widget settings, conversation lifecycle, reconnect links, the prompt and the timer.
+
+Every conversation change is read -> decide (pure domain) -> conditional write; a lost
+race re-reads and decides again, so concurrent callers get one consistent outcome.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from shared import domain
+from shared.auth import bearer_token, customer_id_from_token
+from shared.domain import Conversation, Event, State, WidgetSettings
+from shared.errors import (
+    ConcurrencyExhausted,
+    Conflict,
+    FieldError,
+    NotFound,
+    PreconditionFailed,
+    ReconnectUnavailable,
+    ValidationFailed,
+)
+from shared.links import LinkSigner, parse_reconnect_id, reconnect_url, render_quick_reply
+from shared.store import (
+    ConcurrencyConflict,
+    DueRow,
+    TableStore,
+    Versioned,
+    bucket_before,
+    due_bucket,
+)
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# Lost races are rare and short-lived; past this many, answer 503 and let the caller retry.
+MAX_WRITE_ATTEMPTS = 8
+# How many of a customer's newest conversations the prompt considers.
+PROMPT_CANDIDATES = 20
+# Writers always put due rows at least a minute ahead of their clock; this margin
+# covers clock skew between instances before the checkpoint passes a bucket.
+CHECKPOINT_MARGIN_MINUTES = 2
+FIRST_BUCKET = "000000000000"
+TIMER_WORKERS = 8
+
+
+def utc_now() -> datetime:
+    """The current UTC time to the second: the contract's deadlines are whole seconds."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class ConversationResult:
+    """A conversation with its current reconnect link (None while reconnection is off)."""
+
+    conversation: Conversation
+    reconnect_url: str | None
+
+
+@dataclass(frozen=True)
+class ReconnectContext:
+    """What the widget learns about a link: usable or not, and where to go if not."""
+
+    available: bool
+    reconnect_id: str | None
+    conversation_id: str | None
+    expires_at: datetime | None
+    redirect_url: str | None
+
+
+@dataclass(frozen=True)
+class ContinueResult:
+    conversation: Conversation
+    same_agent: bool
+    reconnected_at: datetime
+
+
+@dataclass(frozen=True)
+class Reconnectable:
+    """The prompt's answer: the customer's most recent conversation that can be continued."""
+
+    reconnect_id: str
+    conversation: Conversation
+
+
+@dataclass(frozen=True)
+class CustomerSession:
+    """A widget request's caller: the widget's settings and, when authenticated, the customer."""
+
+    widget: WidgetSettings
+    customer_id: str | None
+
+
+class RowOutcome(Enum):
+    EXPIRED = "expired"
+    CLOSED = "closed"
+    STALE = "stale"
+    PENDING = "pending"
+
+
+@dataclass
+class EnforcementReport:
+    """What one timer run did; logged as one structured line."""
+
+    expired: int = 0
+    closed: int = 0
+    stale: int = 0
+    pending: int = 0
+    max_lateness_seconds: float = 0.0
+    duration_seconds: float = 0.0
+    first_bucket: str = ""
+    last_bucket: str = ""
+    past_due: bool = False
+    capacity_released: int = 0
+    errors: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ReconnectService:
+    """The application's use cases over a TableStore, a LinkSigner and a clock."""
+
+    def __init__(
+        self,
+        store: TableStore,
+        signer: LinkSigner,
+        *,
+        auto_close_after: timedelta = timedelta(minutes=15),
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.auto_close_after = auto_close_after
+        self.clock = clock
+
+    # --- widget settings ----------------------------------------------------------------
+
+    def get_widget(self, widget_id: str) -> Versioned[WidgetSettings]:
+        found = self.store.get_widget(widget_id)
+        if found is None:
+            raise NotFound(f"No widget '{widget_id}'.")
+        return found
+
+    def list_widgets(
+        self, page_size: int, continuation: Any | None
+    ) -> tuple[list[WidgetSettings], Any | None]:
+        return self.store.list_widgets(page_size, continuation)
+
+    def put_widget(
+        self, widget: WidgetSettings, *, if_match: str | None, if_none_match: str | None
+    ) -> tuple[Versioned[WidgetSettings], bool]:
+        """Create or replace settings honouring preconditions; returns (saved, created)."""
+        widget = _stamped(widget, self.clock())
+        current = self.store.get_widget(widget.widget_id)
+        if if_none_match is not None and current is not None:
+            raise PreconditionFailed(f"Widget '{widget.widget_id}' already exists.")
+        if current is None:
+            if if_match is not None:  # If-Match never matches a missing resource, not even *
+                raise PreconditionFailed(f"Widget '{widget.widget_id}' does not exist.")
+            try:
+                return Versioned(widget, self.store.insert_widget(widget)), True
+            except ConcurrencyConflict:
+                raise PreconditionFailed(
+                    f"Widget '{widget.widget_id}' was created concurrently; read it and retry."
+                ) from None
+        _check_if_match(if_match, current.etag)
+        return Versioned(widget, self._replace_widget(widget, current.etag)), False
+
+    def update_widget(
+        self,
+        widget_id: str,
+        change: Callable[[WidgetSettings], WidgetSettings],
+        *,
+        if_match: str | None,
+    ) -> Versioned[WidgetSettings]:
+        """Apply `change` to the current settings (e.g. a merge patch) and save conditionally."""
+        current = self.get_widget(widget_id)
+        _check_if_match(if_match, current.etag)
+        updated = _stamped(change(current.value), self.clock())
+        return Versioned(updated, self._replace_widget(updated, current.etag))
+
+    def delete_widget(self, widget_id: str, *, if_match: str | None) -> None:
+        current = self.get_widget(widget_id)
+        _check_if_match(if_match, current.etag)
+        try:
+            self.store.delete_widget(widget_id, current.etag)
+        except ConcurrencyConflict:
+            raise PreconditionFailed(f"Widget '{widget_id}' changed meanwhile.") from None
+
+    def _replace_widget(self, widget: WidgetSettings, etag: str) -> str:
+        try:
+            return self.store.replace_widget(widget, etag)
+        except ConcurrencyConflict:
+            raise PreconditionFailed(
+                f"Widget '{widget.widget_id}' changed meanwhile; read it and retry."
+            ) from None
+
+    def _widget_or_default(self, widget_id: str) -> WidgetSettings:
+        # A deleted widget leaves its conversations behaving as with reconnection off.
+        found = self.store.get_widget(widget_id)
+        return found.value if found else WidgetSettings(widget_id=widget_id)
+
+    # --- conversations (platform) -------------------------------------------------------
+
+    def register(
+        self,
+        conversation_id: str,
+        widget_id: str,
+        agent_id: str | None,
+        customer_id: str | None,
+    ) -> tuple[ConversationResult, bool]:
+        """Register a conversation (created=True) or confirm an identical earlier registration."""
+        widget = self.get_widget(widget_id).value
+        if widget.is_authenticated and customer_id is None:
+            raise ValidationFailed(
+                (FieldError("customerId", "is required on an authenticated widget"),)
+            )
+        for _ in range(2):
+            existing = self.store.get_conversation(conversation_id)
+            if existing is not None:
+                self._check_same_registration(existing.value, widget_id, agent_id, customer_id)
+                return self._result(existing.value, widget), False
+            customer_key = self.signer.customer_key(widget_id, customer_id) if customer_id else None
+            created = domain.new_conversation(
+                conversation_id, widget_id, agent_id, customer_key, self.clock()
+            )
+            self._prepare_indexes(None, created)
+            try:
+                self.store.insert_conversation(created)
+            except ConcurrencyConflict:
+                continue  # registered concurrently: compare with that one
+            return self._result(created, widget), True
+        raise ConcurrencyExhausted("The conversation is being registered concurrently.")
+
+    def _check_same_registration(
+        self,
+        existing: Conversation,
+        widget_id: str,
+        agent_id: str | None,
+        customer_id: str | None,
+    ) -> None:
+        if existing.widget_id != widget_id:
+            raise Conflict(f"Conversation '{existing.conversation_id}' belongs to another widget.")
+        if agent_id is not None and existing.agent_id != agent_id:
+            raise Conflict(
+                f"Conversation '{existing.conversation_id}' is registered with another agent."
+            )
+        if customer_id is not None and existing.customer_key not in self.signer.customer_keys(
+            widget_id, customer_id
+        ):
+            raise Conflict(
+                f"Conversation '{existing.conversation_id}' is registered with another customer."
+            )
+
+    def get_conversation(self, conversation_id: str) -> ConversationResult:
+        conversation = self._read(conversation_id).value
+        return self._result(conversation, self._widget_or_default(conversation.widget_id))
+
+    def apply_event(
+        self, conversation_id: str, event: Event, event_id: str | None
+    ) -> ConversationResult:
+        """Apply a lifecycle event; a repeated eventId answers the current state unchanged."""
+        widget: WidgetSettings | None = None
+
+        def decide(conversation: Conversation) -> Conversation:
+            nonlocal widget
+            if event_id is not None and event_id in conversation.event_ids:
+                return conversation
+            if widget is None:
+                widget = self._widget_or_default(conversation.widget_id)
+            changed = domain.apply_event(conversation, event, widget, self.clock())
+            return domain.remember_event(changed, event_id)
+
+        conversation = self._mutate(conversation_id, decide)
+        return self._result(conversation, widget or self._widget_or_default(conversation.widget_id))
+
+    def quick_reply(self, conversation_id: str, text: str) -> str:
+        """The agent's text with the reconnect slug rendered to the conversation's link."""
+        result = self.get_conversation(conversation_id)
+        if result.reconnect_url is None:
+            if "{ReconnectUrl{ReconnectID}}" not in text:
+                return text
+            raise Conflict(
+                "Reconnection is not enabled for this conversation's widget, "
+                "so there is no link to insert."
+            )
+        return render_quick_reply(text, result.reconnect_url)
+
+    def revoke_link(self, conversation_id: str) -> ConversationResult:
+        """Issue a new reconnect ID; every earlier link stops working at once."""
+
+        def bump(conversation: Conversation) -> Conversation:
+            return _replace(
+                conversation, link_epoch=conversation.link_epoch + 1, updated_at=self.clock()
+            )
+
+        conversation = self._mutate(conversation_id, bump)
+        return self._result(conversation, self._widget_or_default(conversation.widget_id))
+
+    def agent_capacity(self, agent_id: str) -> list[Conversation]:
+        """The conversations holding the agent's capacity, verified against each conversation."""
+        held = []
+        for conversation_id in self.store.capacity_rows(agent_id):
+            found = self.store.get_conversation(conversation_id)
+            if found and found.value.holds_capacity and found.value.agent_id == agent_id:
+                held.append(found.value)
+        return held
+
+    def _result(self, conversation: Conversation, widget: WidgetSettings) -> ConversationResult:
+        url = reconnect_url(widget, self.signer.reconnect_id(conversation))
+        return ConversationResult(conversation, url)
+
+    # --- widget (customer) --------------------------------------------------------------
+
+    def customer_session(self, widget_id: str, authorization: str | None) -> CustomerSession:
+        """The widget and, on authenticated widgets, the customer proven by the bearer token."""
+        widget = self.get_widget(widget_id).value
+        if widget.authentication is None:
+            return CustomerSession(widget, None)
+        token = bearer_token(authorization)
+        return CustomerSession(widget, customer_id_from_token(token, widget.authentication))
+
+    def reconnect_context(self, session: CustomerSession, reconnect_id: str) -> ReconnectContext:
+        """Whether a link can be continued now; every unusable link gets the same answer."""
+        found = self._resolve_link(session, reconnect_id)
+        if found is None:
+            return ReconnectContext(False, None, None, None, session.widget.redirect_url)
+        conversation = found.value
+        return ReconnectContext(
+            True,
+            reconnect_id,
+            conversation.conversation_id,
+            conversation.reconnect_deadline,
+            None,
+        )
+
+    def continue_conversation(self, session: CustomerSession, reconnect_id: str) -> ContinueResult:
+        """Reconnect the customer: one read and one conditional write of the conversation."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            found = self._resolve_link(session, reconnect_id)
+            if found is None:
+                raise ReconnectUnavailable(session.widget.redirect_url)
+            now = self.clock()
+            continued = domain.continue_conversation(found.value, now)
+            if continued is not found.value:
+                try:
+                    self.store.replace_conversation(continued, found.etag)
+                except ConcurrencyConflict:
+                    continue
+            return ContinueResult(continued, continued.holds_capacity, now)
+        raise ConcurrencyExhausted("The conversation is changing too fast; retry shortly.")
+
+    def decline(self, session: CustomerSession, reconnect_id: str) -> None:
+        """End the previous conversation so the customer can start fresh; unusable links: no-op."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            found = self._resolve_link(session, reconnect_id)
+            if found is None:
+                return
+            ended = domain.decline(found.value, self.clock())
+            if self._write(found, ended):
+                return
+        raise ConcurrencyExhausted("The conversation is changing too fast; retry shortly.")
+
+    def reconnectable(self, session: CustomerSession) -> Reconnectable | None:
+        """The authenticated customer's most recently connected conversation that can continue."""
+        widget = session.widget
+        if widget.authentication is None or session.customer_id is None:
+            raise NotFound(f"Widget '{widget.widget_id}' is not an authenticated widget.")
+        now = self.clock()
+        keys = self.signer.customer_keys(widget.widget_id, session.customer_id)
+        best: Conversation | None = None
+        for key in keys:
+            for conversation_id in self.store.customer_conversations(
+                widget.widget_id, key, PROMPT_CANDIDATES
+            ):
+                found = self.store.get_conversation(conversation_id)
+                if found is None:
+                    continue
+                conversation = found.value
+                if conversation.customer_key not in keys:
+                    continue
+                if not domain.can_continue(conversation, widget, now):
+                    continue
+                if best is None or _last_connected(conversation, now) > _last_connected(best, now):
+                    best = conversation
+        if best is None:
+            return None
+        return Reconnectable(self.signer.reconnect_id(best), best)
+
+    def _resolve_link(
+        self, session: CustomerSession, reconnect_id: str
+    ) -> Versioned[Conversation] | None:
+        """The conversation a link opens if a continue would succeed now, else None."""
+        parsed = parse_reconnect_id(reconnect_id)
+        if parsed is None:
+            return None
+        found = self.store.get_conversation(parsed.conversation_id)
+        if found is None:
+            return None
+        conversation = found.value
+        widget = session.widget
+        if not self.signer.verify(parsed, conversation):
+            return None
+        if session.customer_id is not None and conversation.customer_key not in (
+            self.signer.customer_keys(widget.widget_id, session.customer_id)
+        ):
+            return None
+        if not domain.can_continue(conversation, widget, self.clock()):
+            return None
+        return found
+
+    # --- timer --------------------------------------------------------------------------
+
+    def enforce_time_limits(self, *, past_due: bool = False) -> EnforcementReport:
+        """Wrap up expired sessions and auto-close old wrap-ups, from the checkpoint to now.
+
+        Cost grows with the number of due rows, not with the number of conversations:
+        only the due-index buckets up to the current minute are read.
+        """
+        started = time.perf_counter()
+        now = self.clock()
+        report = EnforcementReport(past_due=past_due)
+        report.first_bucket = self.store.get_checkpoint() or FIRST_BUCKET
+        report.last_bucket = due_bucket(now)
+        rows = list(self.store.due_rows(report.first_bucket, report.last_bucket))
+        with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
+            outcomes = list(pool.map(lambda row: self._enforce_row(row, now), rows))
+        done: list[DueRow] = []
+        releases: dict[str, list[str]] = {}
+        lowest_pending = report.last_bucket
+        for row, (outcome, release, lateness) in zip(rows, outcomes, strict=True):
+            if outcome is None:
+                report.errors += 1
+                lowest_pending = min(lowest_pending, row.bucket)
+                continue
+            setattr(report, outcome.value, getattr(report, outcome.value) + 1)
+            if outcome is RowOutcome.PENDING:
+                lowest_pending = min(lowest_pending, row.bucket)
+            else:
+                done.append(row)
+            if release is not None:
+                releases.setdefault(release, []).append(row.conversation_id)
+            report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
+        self.store.delete_due(done)
+        for agent_id, conversation_ids in releases.items():
+            self.store.delete_capacity(agent_id, conversation_ids)
+            report.capacity_released += len(conversation_ids)
+        checkpoint = bucket_before(lowest_pending, CHECKPOINT_MARGIN_MINUTES)
+        if checkpoint > report.first_bucket:
+            self.store.set_checkpoint(checkpoint)
+        report.duration_seconds = round(time.perf_counter() - started, 3)
+        return report
+
+    def _enforce_row(
+        self, row: DueRow, now: datetime
+    ) -> tuple[RowOutcome | None, str | None, float]:
+        """One due row: (outcome, agent whose capacity row to drop, seconds late). Never raises."""
+        try:
+            return self._enforce_conversation(row, now)
+        except Exception:
+            # One bad row must not stop the sweep; it stays indexed for the next run.
+            logger.exception("Could not enforce the time limit of one conversation")
+            return None, None, 0.0
+
+    def _enforce_conversation(
+        self, row: DueRow, now: datetime
+    ) -> tuple[RowOutcome, str | None, float]:
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            found = self.store.get_conversation(row.conversation_id)
+            if found is None:
+                return RowOutcome.STALE, None, 0.0
+            conversation = found.value
+            # Repairs capacity rows that a crash between write and cleanup left behind.
+            release = (
+                conversation.agent_id
+                if conversation.agent_id and not conversation.holds_capacity
+                else None
+            )
+            due = domain.due_at(conversation, self.auto_close_after)
+            if due is None or due_bucket(due) != row.bucket:
+                return RowOutcome.STALE, release, 0.0
+            outcome = domain.enforce(conversation, now, self.auto_close_after)
+            if outcome is None:
+                return RowOutcome.PENDING, None, 0.0
+            self._prepare_indexes(conversation, outcome)
+            try:
+                self.store.replace_conversation(outcome, found.etag)
+            except ConcurrencyConflict:
+                continue  # a reconnect or event won; decide again on what it wrote
+            if outcome.state is State.CLOSED:
+                self.store.delete_customer(outcome)
+            kind = RowOutcome.CLOSED if outcome.state is State.CLOSED else RowOutcome.EXPIRED
+            return kind, outcome.agent_id, (now - due).total_seconds()
+        raise ConcurrencyExhausted("conversation kept changing during enforcement")
+
+    # --- shared mechanics ---------------------------------------------------------------
+
+    def _read(self, conversation_id: str) -> Versioned[Conversation]:
+        found = self.store.get_conversation(conversation_id)
+        if found is None:
+            raise NotFound(f"No conversation '{conversation_id}'.")
+        return found
+
+    def _mutate(
+        self, conversation_id: str, decide: Callable[[Conversation], Conversation]
+    ) -> Conversation:
+        """Read, decide, write conditionally; on a lost race decide again on the winner's state."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            found = self._read(conversation_id)
+            changed = decide(found.value)
+            if changed is found.value or self._write(found, changed):
+                return changed
+        raise ConcurrencyExhausted("The conversation is changing too fast; retry shortly.")
+
+    def _write(self, found: Versioned[Conversation], changed: Conversation) -> bool:
+        """Write `changed` over `found` if nobody else wrote first, keeping indexes in step."""
+        before = found.value
+        self._prepare_indexes(before, changed)
+        try:
+            self.store.replace_conversation(changed, found.etag)
+        except ConcurrencyConflict:
+            # The winner may not hold this agent: drop the capacity row written for us.
+            if _newly_holds(before, changed) and changed.agent_id:
+                self.store.delete_capacity(changed.agent_id, [changed.conversation_id])
+            return False
+        self._settle_indexes(before, changed)
+        return True
+
+    def _prepare_indexes(self, before: Conversation | None, after: Conversation) -> None:
+        """Index rows `after` needs, written before it so a crash never hides it from the timer."""
+        due = domain.due_at(after, self.auto_close_after)
+        if due is not None and (
+            before is None or domain.due_at(before, self.auto_close_after) != due
+        ):
+            self.store.put_due(due, after.conversation_id)
+        if _newly_holds(before, after) and after.agent_id:
+            self.store.put_capacity(after.agent_id, after.conversation_id)
+        if before is None and after.customer_key is not None:
+            self.store.put_customer(after)
+
+    def _settle_indexes(self, before: Conversation, after: Conversation) -> None:
+        """Index rows `before` had that `after` no longer needs, removed after the write."""
+        if (
+            before.holds_capacity
+            and before.agent_id
+            and not (after.holds_capacity and after.agent_id == before.agent_id)
+        ):
+            self.store.delete_capacity(before.agent_id, [before.conversation_id])
+        if after.state is State.CLOSED and before.state is not State.CLOSED:
+            self.store.delete_customer(after)
+
+
+def _replace(conversation: Conversation, **changes: Any) -> Conversation:
+    return dataclasses.replace(conversation, **changes)
+
+
+def _stamped(widget: WidgetSettings, now: datetime) -> WidgetSettings:
+    return dataclasses.replace(widget, updated_at=now)
+
+
+def _newly_holds(before: Conversation | None, after: Conversation) -> bool:
+    """True when `after` holds an agent's capacity that `before` did not."""
+    return after.holds_capacity and not (
+        before is not None and before.holds_capacity and before.agent_id == after.agent_id
+    )
+
+
+def _check_if_match(if_match: str | None, etag: str) -> None:
+    if if_match is None or if_match.strip() == "*":
+        return
+    candidates = [candidate.strip() for candidate in if_match.split(",")]
+    if etag not in candidates:
+        raise PreconditionFailed("If-Match does not match the current ETag; read it again.")
+
+
+def _last_connected(conversation: Conversation, now: datetime) -> datetime:
+    if conversation.customer_connected or conversation.disconnected_at is None:
+        return now
+    return conversation.disconnected_at

@@ -1,0 +1,473 @@
+"""Table storage adapter: entities <-> domain values, ETag-conditional writes, batched index upkeep.
+
+The conversation entity is the source of truth. The `due`, `capacity` and `customers`
+tables are indexes: written *before* the conversation change that needs them, removed
+*after* it, verified by every reader, and repaired by the timer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+
+from shared.domain import (
+    Authentication,
+    Conversation,
+    EndReason,
+    PublicKey,
+    State,
+    WidgetSettings,
+)
+from shared.errors import StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+# Table storage refuses a transaction of more than 100 operations; Azurite answers one
+# with a broken response instead of a clean error, so the limit is enforced here.
+MAX_BATCH = 100
+SETTINGS_ROW = "settings"
+CONVERSATION_ROW = "c"
+CHECKPOINT_KEY = ("checkpoint", "due")
+TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enforcer")
+# Inverted-time row keys sort newest first; this bound is far beyond any real date.
+_INVERT_BASE = 10**13
+
+
+class ConcurrencyConflict(Exception):
+    """The entity changed since it was read (ETag mismatch) or appeared meanwhile."""
+
+
+def due_bucket(moment: datetime) -> str:
+    """The partition of the `due` table for a moment: its UTC minute, `yyyyMMddHHmm`."""
+    return moment.astimezone(UTC).strftime("%Y%m%d%H%M")
+
+
+def customer_partition(widget_id: str, customer_key: str) -> str:
+    return f"{widget_id}~{customer_key}"
+
+
+def customer_row(conversation: Conversation) -> str:
+    inverted = _INVERT_BASE - int(conversation.created_at.timestamp() * 1000)
+    return f"{inverted:013d}~{conversation.conversation_id}"
+
+
+def _translate_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Turn transport failures and server errors into StorageUnavailable (answered with 503)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except (ResourceModifiedError, ResourceNotFoundError, ResourceExistsError):
+            raise
+        except HttpResponseError as error:
+            if error.status_code is not None and error.status_code < 500:
+                raise
+            logger.warning("Table storage answered %s", error.status_code)
+            raise StorageUnavailable("Table storage is not available right now.") from None
+        except AzureError as error:
+            logger.warning("Table storage unreachable: %s", type(error).__name__)
+            raise StorageUnavailable("Table storage is not available right now.") from None
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """A value read from storage with the ETag a conditional write must match."""
+
+    value: T
+    etag: str
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment: datetime = value
+    return datetime(
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+        tzinfo=UTC,
+    )
+
+
+def _without_none(entity: dict[str, Any]) -> dict[str, Any]:
+    # Table storage has no null; an absent property reads back as None.
+    return {key: value for key, value in entity.items() if value is not None}
+
+
+def _widget_to_entity(widget: WidgetSettings) -> dict[str, Any]:
+    authentication = None
+    if widget.authentication is not None:
+        authentication = json.dumps(
+            {
+                "issuer": widget.authentication.issuer,
+                "audience": widget.authentication.audience,
+                "publicKeys": [
+                    {"kid": key.kid, "pem": key.pem} for key in widget.authentication.public_keys
+                ],
+            }
+        )
+    return _without_none(
+        {
+            "PartitionKey": widget.widget_id,
+            "RowKey": SETTINGS_ROW,
+            "reconnectEnabled": widget.reconnect_enabled,
+            "timeLimitMinutes": widget.time_limit_minutes,
+            "portalUrl": widget.portal_url,
+            "redirectUrl": widget.redirect_url,
+            "authentication": authentication,
+            "updatedAt": widget.updated_at,
+        }
+    )
+
+
+def _widget_from_entity(entity: dict[str, Any]) -> WidgetSettings:
+    authentication = None
+    if entity.get("authentication"):
+        data = json.loads(entity["authentication"])
+        authentication = Authentication(
+            issuer=data["issuer"],
+            audience=data.get("audience"),
+            public_keys=tuple(PublicKey(kid=k["kid"], pem=k["pem"]) for k in data["publicKeys"]),
+        )
+    return WidgetSettings(
+        widget_id=entity["PartitionKey"],
+        reconnect_enabled=bool(entity.get("reconnectEnabled", False)),
+        time_limit_minutes=int(entity.get("timeLimitMinutes", 10)),
+        portal_url=entity.get("portalUrl"),
+        redirect_url=entity.get("redirectUrl"),
+        authentication=authentication,
+        updated_at=_utc(entity.get("updatedAt")),
+    )
+
+
+def _conversation_to_entity(conversation: Conversation) -> dict[str, Any]:
+    return _without_none(
+        {
+            "PartitionKey": conversation.conversation_id,
+            "RowKey": CONVERSATION_ROW,
+            "widgetId": conversation.widget_id,
+            "state": conversation.state.value,
+            "agentId": conversation.agent_id,
+            "customerKey": conversation.customer_key,
+            "customerConnected": conversation.customer_connected,
+            "disconnectedAt": conversation.disconnected_at,
+            "reconnectDeadline": conversation.reconnect_deadline,
+            "endReason": conversation.end_reason.value if conversation.end_reason else None,
+            "wrapUpAt": conversation.wrap_up_at,
+            "linkEpoch": conversation.link_epoch,
+            "createdAt": conversation.created_at,
+            "updatedAt": conversation.updated_at,
+            "eventIds": json.dumps(list(conversation.event_ids))
+            if conversation.event_ids
+            else None,
+        }
+    )
+
+
+def _conversation_from_entity(entity: dict[str, Any]) -> Conversation:
+    end_reason = entity.get("endReason")
+    created_at = _utc(entity["createdAt"])
+    updated_at = _utc(entity["updatedAt"])
+    assert created_at is not None
+    assert updated_at is not None
+    return Conversation(
+        conversation_id=entity["PartitionKey"],
+        widget_id=entity["widgetId"],
+        state=State(entity["state"]),
+        agent_id=entity.get("agentId"),
+        customer_key=entity.get("customerKey"),
+        customer_connected=bool(entity.get("customerConnected", False)),
+        disconnected_at=_utc(entity.get("disconnectedAt")),
+        reconnect_deadline=_utc(entity.get("reconnectDeadline")),
+        end_reason=EndReason(end_reason) if end_reason else None,
+        wrap_up_at=_utc(entity.get("wrapUpAt")),
+        link_epoch=int(entity.get("linkEpoch", 0)),
+        created_at=created_at,
+        updated_at=updated_at,
+        event_ids=tuple(json.loads(entity["eventIds"])) if entity.get("eventIds") else (),
+    )
+
+
+def _etag(metadata: Mapping[str, Any]) -> str:
+    return str(metadata["etag"])
+
+
+@dataclass(frozen=True)
+class DueRow:
+    """One `due` index row: look at this conversation in this minute bucket."""
+
+    bucket: str
+    conversation_id: str
+
+
+class TableStore:
+    """All storage the app uses, on one Table service account."""
+
+    def __init__(self, service: TableServiceClient, table_prefix: str = "") -> None:
+        self._service = service
+        self._prefix = table_prefix
+        self._tables: dict[str, TableClient] = {
+            name: service.get_table_client(table_prefix + name) for name in TABLE_NAMES
+        }
+        self._tables_ready = False
+
+    @property
+    def table_names(self) -> list[str]:
+        return [self._prefix + name for name in TABLE_NAMES]
+
+    def _table(self, name: str) -> TableClient:
+        if not self._tables_ready:
+            self.ensure_tables()
+        return self._tables[name]
+
+    @_translate_errors
+    def ensure_tables(self) -> None:
+        """Create the tables if missing (once per process; in Azure the Bicep made them)."""
+        for name in self.table_names:
+            with contextlib.suppress(ResourceExistsError):
+                self._service.create_table(name)
+        self._tables_ready = True
+
+    @_translate_errors
+    def ping(self) -> None:
+        """Raise StorageUnavailable unless storage answers a cheap request."""
+        next(
+            iter(
+                self._table("widgets")
+                .list_entities(results_per_page=1, select=["RowKey"])
+                .by_page()
+            ),
+            None,
+        )
+
+    # --- widgets ------------------------------------------------------------------------
+
+    @_translate_errors
+    def get_widget(self, widget_id: str) -> Versioned[WidgetSettings] | None:
+        try:
+            entity = self._table("widgets").get_entity(widget_id, SETTINGS_ROW)
+        except ResourceNotFoundError:
+            return None
+        return Versioned(_widget_from_entity(entity), _etag(entity.metadata))
+
+    @_translate_errors
+    def list_widgets(
+        self, page_size: int, continuation: Any | None
+    ) -> tuple[list[WidgetSettings], Any | None]:
+        """One page of widgets in id order and the token of the next page (None at the end)."""
+        pages = (
+            self._table("widgets")
+            .query_entities(
+                "RowKey eq @row", parameters={"row": SETTINGS_ROW}, results_per_page=page_size
+            )
+            .by_page(continuation_token=continuation)
+        )
+        page: list[Any] = list(next(pages, []))
+        widgets = [_widget_from_entity(entity) for entity in page]
+        return widgets, pages.continuation_token  # type: ignore[attr-defined]
+
+    @_translate_errors
+    def insert_widget(self, widget: WidgetSettings) -> str:
+        """Create a widget's settings; ConcurrencyConflict if it exists. Returns the ETag."""
+        try:
+            metadata = self._table("widgets").create_entity(_widget_to_entity(widget))
+        except ResourceExistsError:
+            raise ConcurrencyConflict(widget.widget_id) from None
+        return _etag(metadata)
+
+    @_translate_errors
+    def replace_widget(self, widget: WidgetSettings, etag: str) -> str:
+        """Replace settings only if unchanged since read (ETag); returns the new ETag."""
+        try:
+            metadata = self._table("widgets").update_entity(
+                _widget_to_entity(widget),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise ConcurrencyConflict(widget.widget_id) from None
+        return _etag(metadata)
+
+    @_translate_errors
+    def delete_widget(self, widget_id: str, etag: str) -> None:
+        try:
+            self._table("widgets").delete_entity(
+                widget_id, SETTINGS_ROW, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError:
+            raise ConcurrencyConflict(widget_id) from None
+
+    # --- conversations ------------------------------------------------------------------
+
+    @_translate_errors
+    def get_conversation(self, conversation_id: str) -> Versioned[Conversation] | None:
+        try:
+            entity = self._table("conversations").get_entity(conversation_id, CONVERSATION_ROW)
+        except ResourceNotFoundError:
+            return None
+        return Versioned(_conversation_from_entity(entity), _etag(entity.metadata))
+
+    @_translate_errors
+    def insert_conversation(self, conversation: Conversation) -> str:
+        try:
+            metadata = self._table("conversations").create_entity(
+                _conversation_to_entity(conversation)
+            )
+        except ResourceExistsError:
+            raise ConcurrencyConflict(conversation.conversation_id) from None
+        return _etag(metadata)
+
+    @_translate_errors
+    def replace_conversation(self, conversation: Conversation, etag: str) -> str:
+        """The one way a conversation changes: a replace conditional on the ETag read."""
+        try:
+            metadata = self._table("conversations").update_entity(
+                _conversation_to_entity(conversation),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise ConcurrencyConflict(conversation.conversation_id) from None
+        return _etag(metadata)
+
+    # --- index rows ---------------------------------------------------------------------
+
+    @_translate_errors
+    def put_due(self, moment: datetime, conversation_id: str) -> None:
+        self._table("due").upsert_entity(
+            {"PartitionKey": due_bucket(moment), "RowKey": conversation_id}
+        )
+
+    @_translate_errors
+    def due_rows(self, first_bucket: str, last_bucket: str) -> Iterator[DueRow]:
+        """Index rows in buckets first..last, in bucket order (one range query, paged)."""
+        entities = self._table("due").query_entities(
+            "PartitionKey ge @first and PartitionKey le @last",
+            parameters={"first": first_bucket, "last": last_bucket},
+            select=["PartitionKey", "RowKey"],
+        )
+        for entity in entities:
+            yield DueRow(bucket=entity["PartitionKey"], conversation_id=entity["RowKey"])
+
+    @_translate_errors
+    def delete_due(self, rows: Iterable[DueRow]) -> None:
+        """Delete index rows, batched per bucket, at most MAX_BATCH per transaction."""
+        by_bucket: dict[str, list[str]] = {}
+        for row in rows:
+            by_bucket.setdefault(row.bucket, []).append(row.conversation_id)
+        for bucket, row_keys in by_bucket.items():
+            self._delete_rows("due", bucket, row_keys)
+
+    @_translate_errors
+    def put_capacity(self, agent_id: str, conversation_id: str) -> None:
+        self._table("capacity").upsert_entity({"PartitionKey": agent_id, "RowKey": conversation_id})
+
+    @_translate_errors
+    def delete_capacity(self, agent_id: str, conversation_ids: Iterable[str]) -> None:
+        self._delete_rows("capacity", agent_id, list(conversation_ids))
+
+    @_translate_errors
+    def capacity_rows(self, agent_id: str) -> list[str]:
+        """Conversation ids the capacity index lists for an agent (hints: verify them)."""
+        entities = self._table("capacity").query_entities(
+            "PartitionKey eq @agent", parameters={"agent": agent_id}, select=["RowKey"]
+        )
+        return [entity["RowKey"] for entity in entities]
+
+    @_translate_errors
+    def put_customer(self, conversation: Conversation) -> None:
+        assert conversation.customer_key is not None
+        self._table("customers").upsert_entity(
+            {
+                "PartitionKey": customer_partition(
+                    conversation.widget_id, conversation.customer_key
+                ),
+                "RowKey": customer_row(conversation),
+                "conversationId": conversation.conversation_id,
+            }
+        )
+
+    @_translate_errors
+    def delete_customer(self, conversation: Conversation) -> None:
+        if conversation.customer_key is None:
+            return
+        partition = customer_partition(conversation.widget_id, conversation.customer_key)
+        self._delete_rows("customers", partition, [customer_row(conversation)])
+
+    @_translate_errors
+    def customer_conversations(self, widget_id: str, customer_key: str, limit: int) -> list[str]:
+        """Up to `limit` conversation ids of a customer on a widget, newest first (hints)."""
+        entities = self._table("customers").query_entities(
+            "PartitionKey eq @partition",
+            parameters={"partition": customer_partition(widget_id, customer_key)},
+            select=["conversationId"],
+            results_per_page=limit,
+        )
+        page: list[Any] = list(next(entities.by_page(), []))
+        return [entity["conversationId"] for entity in page][:limit]
+
+    def _delete_rows(self, table: str, partition: str, row_keys: list[str]) -> None:
+        client = self._table(table)
+        for start in range(0, len(row_keys), MAX_BATCH):
+            chunk = row_keys[start : start + MAX_BATCH]
+            try:
+                client.submit_transaction(
+                    [("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk]
+                )
+            except (TableTransactionError, ResourceNotFoundError):
+                # One row already gone fails the whole transaction; delete one by one.
+                for key in chunk:
+                    with contextlib.suppress(ResourceNotFoundError):
+                        client.delete_entity(partition, key)
+
+    # --- timer checkpoint ---------------------------------------------------------------
+
+    @_translate_errors
+    def get_checkpoint(self) -> str | None:
+        try:
+            entity = self._table("enforcer").get_entity(*CHECKPOINT_KEY)
+        except ResourceNotFoundError:
+            return None
+        return str(entity["bucket"])
+
+    @_translate_errors
+    def set_checkpoint(self, bucket: str) -> None:
+        partition, row = CHECKPOINT_KEY
+        self._table("enforcer").upsert_entity(
+            {"PartitionKey": partition, "RowKey": row, "bucket": bucket}
+        )
+
+
+def bucket_before(bucket: str, minutes: int) -> str:
+    """The bucket `minutes` earlier than `bucket`."""
+    moment = datetime.strptime(bucket, "%Y%m%d%H%M").replace(tzinfo=UTC)
+    return due_bucket(moment - timedelta(minutes=minutes))

@@ -1,0 +1,47 @@
+"""URL rules of the contract: which URLs a widget may name, and adding the reconnect parameter."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+MAX_URL_LENGTH = 2048
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
+
+
+def check_url(value: str) -> str:
+    """Return `value` if it is an acceptable absolute URL, else raise ValueError saying why.
+
+    Acceptable: https (http only for localhost/127.0.0.1), a host, no user-info, no
+    whitespace or control characters, at most 2048 characters. These keep reconnect
+    links and redirects pointing where the admin meant (no open redirect via tricks).
+    """
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"must be at most {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    if "\\" in value:
+        raise ValueError("must not contain backslashes")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in ("https", "http") or not host or not value.lower().startswith(scheme + "://"):
+        raise ValueError("must be an absolute https:// URL")
+    if scheme == "http" and host not in LOOPBACK_HOSTS:
+        raise ValueError("must use https:// (plain http:// is allowed only for localhost)")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError("must not contain user information")
+    if port == 0:
+        raise ValueError("has an invalid port")
+    return value
+
+
+def with_query_param(url: str, name: str, value: str) -> str:
+    """`url` with the query parameter `name` set to `value`, other parameters kept in order."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    query.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(query)))
