@@ -1,0 +1,158 @@
+"""Shared fixtures: a real Azurite per session, a movable clock, per-test tables, helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.functions as func
+import httpx
+import pytest
+from azure.data.tables import TableServiceClient
+
+from local.azurite import Azurite
+
+# The settings module reads these once; set them before anything imports the app.
+os.environ.setdefault("RECONNECT_ENFORCE_SCHEDULE", "*/30 * * * * *")
+os.environ.setdefault("RECONNECT_SIGNING_KEY", "test-signing-key-" + "x" * 32)
+
+from shared.links import LinkSigner
+from shared.service import ReconnectService
+from shared.store import TableStore
+from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
+
+SIGNING_KEY = b"test-signing-key-0123456789abcdef0123456789"
+START = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock tests move by hand instead of sleeping; whole seconds, UTC."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """A real Azurite table service for the whole session (in memory, free port)."""
+    server = Azurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make_service(
+    connection_string: str,
+    clock: Callable[[], datetime],
+    *,
+    auto_close_minutes: int = 15,
+    **client_options: Any,
+) -> ReconnectService:
+    """A service on fresh, uniquely prefixed tables of the given storage account."""
+    options = {**STORAGE_CLIENT_OPTIONS, **client_options}
+    client = TableServiceClient.from_connection_string(connection_string, **options)
+    store = TableStore(client, table_prefix="t" + uuid.uuid4().hex[:12])
+    store.ensure_tables()
+    return ReconnectService(
+        store,
+        LinkSigner(SIGNING_KEY),
+        auto_close_after=timedelta(minutes=auto_close_minutes),
+        clock=clock,
+    )
+
+
+@pytest.fixture
+def service(azurite: Azurite, clock: FakeClock) -> Iterator[ReconnectService]:
+    """The app's service on its own tables, installed as the process-wide service."""
+    built = make_service(azurite.connection_string, clock)
+    set_service(built)
+    try:
+        yield built
+    finally:
+        set_service(None)
+
+
+def http_request(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    route_params: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    content_type: str | None = "application/json",
+) -> func.HttpRequest:
+    """A real azure.functions.HttpRequest, as the Functions host would build it."""
+    raw = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+    all_headers = dict(headers or {})
+    if raw and content_type:
+        all_headers.setdefault("content-type", content_type)
+    return func.HttpRequest(
+        method=method,
+        url=f"http://localhost/api/{path.lstrip('/')}",
+        headers=all_headers,
+        params=params or {},
+        route_params=route_params or {},
+        body=raw,
+    )
+
+
+@dataclass
+class Answer:
+    """A handler's response, decoded for assertions."""
+
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def media_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0]
+
+
+def decode(response: func.HttpResponse) -> Answer:
+    raw = response.get_body()
+    headers = {key.lower(): value for key, value in response.headers.items()}
+    if response.mimetype:
+        headers.setdefault("content-type", response.mimetype)
+    return Answer(response.status_code, headers, json.loads(raw) if raw else None)
+
+
+@pytest.fixture(scope="session")
+def host_url(azurite: Azurite) -> Iterator[str]:
+    """The local host serving function_app's functions over real HTTP, in this process.
+
+    In-process so that each test's `service` fixture (with its movable clock) is the
+    service the handlers use.
+    """
+    from function_app import app
+    from local.host import build_app, serve_in_thread
+
+    environ = {**os.environ, "RECONNECT_ENFORCE_SCHEDULE": "0 0 0 1 1 *"}
+    with serve_in_thread(build_app(app, environ)) as url:
+        yield url
+
+
+@pytest.fixture
+def api(host_url: str, service: ReconnectService) -> Iterator[httpx.Client]:
+    """An HTTP client of the local host, bound to this test's service and clock."""
+    with httpx.Client(base_url=host_url + "/api", timeout=30) as client:
+        yield client
