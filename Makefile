@@ -14,7 +14,7 @@ export AZURITE_TABLE_PORT ?= 10002
 dev: deps ## Start Azurite and the local Functions host with the demo; Ctrl-C stops both.
 	$(BIN)/python -m local.dev
 
-test: deps chromium lint typecheck ## Lint, type-check and run every test (unit, integration, e2e, browser).
+test: deps chromium lint typecheck .venv-checkov/.installed ## Lint, type-check and run every test (unit, integration, e2e, browser).
 	$(BIN)/python -m pytest
 
 deps: $(VENV)/.installed node_modules/.installed
@@ -27,6 +27,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# checkov (and the pycep-parser it depends on) for tests/infra, in a virtualenv of its own:
+# its pins do not resolve together with the app's.
+.venv-checkov/.installed:
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install $(PIP_QUIET) checkov==3.3.30 2>&1 | grep -v "^WARNING: Location" || true
+	.venv-checkov/bin/python -c "import checkov, pycep"
 	touch $@
 
 # Debian's chromium drives the widget's browser tests (Playwright may not download its own).

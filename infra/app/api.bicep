@@ -1,0 +1,137 @@
+// The Flex Consumption plan and the Linux Python 3.11 function app, with every app setting
+// in one literal object (tests/infra/test_infra.py compares it with shared/config.py).
+param name string
+param planName string
+param location string
+param tags object
+param identityId string
+param identityClientId string
+param storageAccountName string
+param deploymentContainerName string
+param applicationInsightsName string
+param signingKeySecretUri string
+param previousSigningKeyVersion string
+param corsAllowedOrigins array
+param wrapUpAutoCloseMinutes int
+param enforceSchedule string
+param maximumInstanceCount int
+param instanceMemoryMB int
+param zoneRedundant bool
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+var tablesEndpoint = 'https://${storageAccountName}.table.${environment().suffixes.storage}'
+var previousSigningKey = empty(previousSigningKeyVersion) ? '' : '@Microsoft.KeyVault(SecretUri=${signingKeySecretUri}/${previousSigningKeyVersion})'
+
+var appSettings = {
+  // Host storage, identity-based: the account has no usable keys.
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  // Telemetry authenticated with Microsoft Entra ID (local auth is off on the component).
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // Read by the app (shared/config.py APP_SETTINGS). TABLES_CONNECTION_STRING is left unset:
+  // in Azure the app reaches Table storage with the identity below.
+  TABLES_ENDPOINT: tablesEndpoint
+  AZURE_CLIENT_ID: identityClientId
+  RECONNECT_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${signingKeySecretUri})'
+  RECONNECT_PREVIOUS_SIGNING_KEY: previousSigningKey
+  WRAP_UP_AUTO_CLOSE_MINUTES: string(wrapUpAutoCloseMinutes)
+  RECONNECT_ENFORCE_SCHEDULE: enforceSchedule
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      cors: {
+        allowedOrigins: corsAllowedOrigins
+        supportCredentials: false
+      }
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+
+  resource settings 'config' = {
+    name: 'appsettings'
+    properties: appSettings
+  }
+
+  // Deployments authenticate with Microsoft Entra ID; no FTP or basic-auth publishing.
+  resource ftpPublishing 'basicPublishingCredentialsPolicies' = {
+    name: 'ftp'
+    properties: {
+      allow: false
+    }
+  }
+
+  resource scmPublishing 'basicPublishingCredentialsPolicies' = {
+    name: 'scm'
+    properties: {
+      allow: false
+    }
+  }
+}
+
+output name string = functionApp.name
+output uri string = 'https://${functionApp.properties.defaultHostName}'

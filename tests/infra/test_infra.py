@@ -1,0 +1,353 @@
+"""Checks of infra/: every Bicep file parses, checkov passes, and the Bicep matches the code.
+
+pycep-parser and checkov live in their own virtualenv, .venv-checkov (`make test` builds it),
+because checkov's pins do not resolve together with the app's; they run here as subprocesses.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INFRA = REPO / "infra"
+CHECKOV_VENV = REPO / ".venv-checkov"
+CHECKOV_PYTHON = CHECKOV_VENV / "bin" / "python"
+CHECKOV = CHECKOV_VENV / "bin" / "checkov"
+CHECKOV_CONFIG = INFRA / ".checkov.yaml"
+MAIN_BICEP = INFRA / "main.bicep"
+MAIN_PARAMETERS = INFRA / "main.parameters.json"
+API_BICEP = INFRA / "app" / "api.bicep"
+
+# Settings the code reads (shared/config.py APP_SETTINGS) that are deliberately NOT set in Azure.
+NOT_SET_IN_AZURE = {
+    # Azure reaches Table storage with the managed identity (TABLES_ENDPOINT + AZURE_CLIENT_ID);
+    # a connection string would need account keys, and the storage account disables them.
+    "TABLES_CONNECTION_STRING",
+}
+
+# App settings read by the Functions host and the platform rather than by our code.
+HOST_SETTING_PREFIXES = (
+    "AzureWebJobs",
+    "APPLICATIONINSIGHTS_",
+    "FUNCTIONS_",
+    "WEBSITE_",
+    "SCM_",
+    "PYTHON_",
+)
+
+PARSE_BICEP = """
+import json
+import sys
+from pathlib import Path
+
+from pycep import BicepParser
+
+parser = BicepParser()
+errors = {}
+for name in sys.argv[1:]:
+    try:
+        parser.parse(file_path=Path(name))
+    except Exception as exc:
+        errors[name] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(errors))
+"""
+
+
+@pytest.fixture(scope="module")
+def checkov_venv() -> Path:
+    """The checkov virtualenv; its absence is a failure, so the checks can't silently vanish."""
+    if not (CHECKOV_PYTHON.exists() and CHECKOV.exists()):
+        pytest.fail(
+            f"{CHECKOV_VENV} is missing: run `make test`, which installs checkov==3.3.30 "
+            "(and with it pycep-parser) into it",
+            pytrace=False,
+        )
+    return CHECKOV_VENV
+
+
+def bicep_files() -> list[Path]:
+    return sorted(INFRA.rglob("*.bicep"))
+
+
+def run_checkov(directory: Path, home: Path, *extra_args: str) -> dict[str, Any]:
+    """Run checkov over `directory` and return its JSON report for the bicep framework.
+
+    checkov also reads `.checkov.yaml` from the scanned directory, the working directory and
+    the home directory; `home` stands in for the user's home so a personal config can't leak in.
+    """
+    command = [
+        str(CHECKOV),
+        "--directory",
+        str(directory),
+        "--framework",
+        "bicep",
+        "--skip-download",
+        "--output",
+        "json",
+        *extra_args,
+    ]
+    result = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    # checkov exits 1 when a check fails; anything else non-zero, or no JSON, is a crash.
+    assert result.returncode in (0, 1), f"checkov crashed:\n{result.stderr[-3000:]}"
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(
+            f"checkov printed no JSON report:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
+    if isinstance(report, list):  # one report per framework when several ran
+        report = next(r for r in report if r.get("check_type") == "bicep")
+    assert isinstance(report, dict)
+    return report
+
+
+def failed_checks(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(report.get("results", {}).get("failed_checks", []))
+
+
+def describe(checks: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"  {c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}" for c in checks
+    )
+
+
+def configured_skips() -> dict[str, str]:
+    """The `skip-check` entries of the checkov config, each mapped to its reason comment."""
+    skips: dict[str, str] = {}
+    in_skip_list = False
+    for line in CHECKOV_CONFIG.read_text().splitlines():
+        if re.match(r"^skip-check\s*:", line):
+            in_skip_list = True
+            continue
+        if in_skip_list and re.match(r"^\S", line):  # the next top-level key
+            in_skip_list = False
+        if not in_skip_list or not line.strip() or line.strip().startswith("#"):
+            continue
+        entry = re.match(r"^\s+-\s+([A-Z0-9_]+)\s*(?:#\s*(.*))?$", line)
+        assert entry, f"unexpected line in the skip-check list of {CHECKOV_CONFIG.name}: {line!r}"
+        check_id, reason = entry.group(1), (entry.group(2) or "").strip()
+        assert check_id not in skips, f"{check_id} is skipped twice"
+        skips[check_id] = reason
+    return skips
+
+
+def python_constant(path: Path, name: str) -> Any:
+    """The literal value assigned to a module-level name, read without importing the module."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign):
+            targets = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            targets = [node.target.id]
+        else:
+            continue
+        if name in targets and node.value is not None:
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{name} is not assigned in {path}")
+
+
+def bicep_block(path: Path, opening: str) -> list[str]:
+    """The lines between `opening` (a line ending in `{` or `[`) and its closing line."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == opening)
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    closing = "}" if opening.endswith("{") else "]"
+    end = next(
+        i
+        for i in range(start + 1, len(lines))
+        if lines[i].strip() == closing and len(lines[i]) - len(lines[i].lstrip()) == indent
+    )
+    return [line.strip() for line in lines[start + 1 : end]]
+
+
+def bicep_app_settings() -> dict[str, str]:
+    """Name -> value expression of every app setting in api.bicep's `appSettings` object."""
+    settings: dict[str, str] = {}
+    for line in bicep_block(API_BICEP, "var appSettings = {"):
+        if not line or line.startswith("//"):
+            continue
+        entry = re.match(r"^'?([A-Za-z_][A-Za-z0-9_]*)'?\s*:\s*(.+)$", line)
+        assert entry, f"app settings must be one `NAME: value` per line, got {line!r}"
+        settings[entry.group(1)] = entry.group(2)
+    return settings
+
+
+def test_every_bicep_file_parses(checkov_venv: Path) -> None:
+    files = [str(path.relative_to(REPO)) for path in bicep_files()]
+    assert "infra/main.bicep" in files
+    result = subprocess.run(
+        [str(CHECKOV_PYTHON), "-c", PARSE_BICEP, *files],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, f"pycep could not run:\n{result.stderr[-3000:]}"
+    errors = json.loads(result.stdout)
+    assert not errors, "Bicep files that do not parse:\n" + "\n".join(
+        f"  {name}: {error}" for name, error in errors.items()
+    )
+
+
+def test_checkov_reports_no_failed_checks(checkov_venv: Path, tmp_path: Path) -> None:
+    # The command `make test` documents: .venv-checkov/bin/checkov -d infra --framework bicep
+    # --skip-download --config-file infra/.checkov.yaml -o json
+    report = run_checkov(Path("infra"), tmp_path, "--config-file", "infra/.checkov.yaml")
+    summary = report["summary"]
+    assert summary["parsing_errors"] == 0, f"checkov could not parse some files: {summary}"
+    assert summary["passed"] > 0, f"checkov ran no check at all: {summary}"
+    failed = failed_checks(report)
+    assert not failed, f"checkov failed checks ({summary}):\n{describe(failed)}"
+
+
+def test_every_checkov_skip_has_a_reason() -> None:
+    skips = configured_skips()
+    assert skips, f"no skip-check list found in {CHECKOV_CONFIG}"
+    unexplained = [check_id for check_id, reason in skips.items() if len(reason.split()) < 5]
+    assert not unexplained, (
+        f"skips without a reason comment in {CHECKOV_CONFIG.name}: {unexplained}; "
+        "write `- CKV_... # why it does not apply`"
+    )
+    # One place for skips: inline suppressions in the Bicep would escape this review.
+    inline = [str(p.relative_to(REPO)) for p in bicep_files() if "checkov:skip" in p.read_text()]
+    assert not inline, f"skip checks in {CHECKOV_CONFIG.name}, not inline: {inline}"
+
+
+def test_every_checkov_skip_is_still_needed(checkov_venv: Path, tmp_path: Path) -> None:
+    # A copy of infra/ without the config, so that checkov runs every check.
+    unskipped = tmp_path / "infra"
+    shutil.copytree(INFRA, unskipped, ignore=shutil.ignore_patterns(CHECKOV_CONFIG.name))
+    failing = {check["check_id"] for check in failed_checks(run_checkov(unskipped, tmp_path))}
+    skips = set(configured_skips())
+    assert (
+        not skips - failing
+    ), f"these skipped checks pass now; remove them from the config: {sorted(skips - failing)}"
+    assert not failing - skips, f"these checks fail and are not skipped: {sorted(failing - skips)}"
+
+
+def test_bicep_sets_every_app_setting_the_code_reads() -> None:
+    code_settings = set(python_constant(REPO / "shared" / "config.py", "APP_SETTINGS"))
+    bicep_settings = set(bicep_app_settings())
+    assert code_settings >= NOT_SET_IN_AZURE, (
+        f"the not-set-in-Azure list names settings the code no longer reads: "
+        f"{sorted(NOT_SET_IN_AZURE - code_settings)}"
+    )
+    missing = code_settings - bicep_settings - NOT_SET_IN_AZURE
+    assert (
+        not missing
+    ), f"settings the code reads but {API_BICEP.name} does not set: {sorted(missing)}"
+    wrongly_set = NOT_SET_IN_AZURE & bicep_settings
+    assert not wrongly_set, f"settings meant to stay unset in Azure: {sorted(wrongly_set)}"
+
+
+def test_bicep_sets_no_setting_nobody_reads() -> None:
+    code_settings = set(python_constant(REPO / "shared" / "config.py", "APP_SETTINGS"))
+    unknown = {
+        name
+        for name in bicep_app_settings()
+        if name not in code_settings and not name.startswith(HOST_SETTING_PREFIXES)
+    }
+    assert not unknown, (
+        f"{API_BICEP.name} sets settings that neither the code (shared/config.py APP_SETTINGS) "
+        f"nor the Functions host reads: {sorted(unknown)}"
+    )
+
+
+def test_the_app_settings_object_is_what_gets_deployed() -> None:
+    text = API_BICEP.read_text()
+    assert re.search(
+        r"name: 'appsettings'\s+properties: appSettings\s", text
+    ), "the appsettings config resource must deploy the `appSettings` object as it is"
+
+
+def test_signing_keys_come_from_key_vault_through_the_app_identity() -> None:
+    settings = bicep_app_settings()
+    text = API_BICEP.read_text()
+    assert settings["RECONNECT_SIGNING_KEY"].startswith("'@Microsoft.KeyVault(SecretUri=")
+    # The previous key is empty outside a rotation, else a reference to a pinned secret version.
+    assert settings["RECONNECT_PREVIOUS_SIGNING_KEY"] == "previousSigningKey"
+    assert re.search(
+        r"var previousSigningKey = empty\(previousSigningKeyVersion\) \? '' : "
+        r"'@Microsoft\.KeyVault\(SecretUri=\$\{signingKeySecretUri\}/\$\{previousSigningKeyVersion\}\)'",
+        text,
+    )
+    assert "keyVaultReferenceIdentity: identityId" in text
+    assert settings["AzureWebJobsStorage__credential"] == "'managedidentity'"
+    assert settings["AZURE_CLIENT_ID"] == "identityClientId"
+
+
+def test_signing_key_is_a_secure_parameter_supplied_by_the_environment() -> None:
+    text = MAIN_BICEP.read_text()
+    declaration = re.search(r"@secure\(\)\n(?:@.*\n)*param signingKey string(.*)\n", text)
+    assert declaration, "signingKey must be a @secure() string parameter of main.bicep"
+    assert "=" not in declaration.group(1), "signingKey must have no default value"
+    parameters = json.loads(MAIN_PARAMETERS.read_text())["parameters"]
+    assert parameters["signingKey"] == {"value": "${RECONNECT_SIGNING_KEY}"}
+
+
+def test_parameters_file_matches_main_bicep() -> None:
+    declared = dict(
+        re.findall(r"^param (\w+) \w+(.*)$", MAIN_BICEP.read_text(), flags=re.MULTILINE)
+    )
+    mapped = set(json.loads(MAIN_PARAMETERS.read_text())["parameters"])
+    assert not mapped - set(declared), f"unknown parameters: {sorted(mapped - set(declared))}"
+    required = {name for name, rest in declared.items() if "=" not in rest}
+    assert required <= mapped, f"required parameters without a value: {sorted(required - mapped)}"
+
+
+def test_bicep_creates_the_tables_the_store_uses() -> None:
+    store = REPO / "shared" / "store.py"
+    try:
+        store_tables = python_constant(store, "TABLE_NAMES")
+    except (FileNotFoundError, LookupError):
+        pytest.skip("shared/store.py does not define TABLE_NAMES")
+    bicep_tables = [
+        line.strip("'") for line in bicep_block(MAIN_BICEP, "var tableNames = [") if line
+    ]
+    assert sorted(bicep_tables) == sorted(store_tables)
+
+
+def funcignore_excludes(name: str) -> bool:
+    """Whether a top-level file or folder name matches a pattern of .funcignore."""
+    patterns = [
+        line.strip()
+        for line in (REPO / ".funcignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return any(fnmatch.fnmatch(name, pattern.rstrip("/")) for pattern in patterns)
+
+
+@pytest.mark.parametrize("name", ["function_app.py", "host.json", "requirements.txt", "shared"])
+def test_funcignore_keeps_what_the_app_needs(name: str) -> None:
+    assert not funcignore_excludes(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(".venv", ".venv-checkov", "node_modules", ".git", ".gitignore", "local.settings.json"),
+        *("local.settings.json.example", ".azure"),
+        *("tests", "local", "benchmarks", "widget", "docs", "infra"),
+        *("README.md", "requirements-dev.txt", "Makefile", "azure.yaml"),
+    ],
+)
+def test_funcignore_leaves_out_what_the_app_does_not(name: str) -> None:
+    assert funcignore_excludes(name)
