@@ -1,0 +1,110 @@
+"""Sample function apps for the local host's tests: each routing and binding case it must serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import azure.functions as func
+
+
+class Calls:
+    """What the sample timers saw, shared between the host's threads and the test."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ticks: list[func.TimerRequest] = []
+        self.startup_runs = 0
+
+    def tick(self, timer: func.TimerRequest) -> None:
+        with self._lock:
+            self.ticks.append(timer)
+
+    def started(self) -> None:
+        with self._lock:
+            self.startup_runs += 1
+
+
+def _json(payload: object, status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(payload), status_code=status, mimetype="application/json")
+
+
+def make_app(calls: Calls) -> func.FunctionApp:
+    """A fresh app (get_functions() runs once per app) recording its timer runs in ``calls``."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="items/{id}", methods=["GET"])
+    def get_item(req: func.HttpRequest) -> func.HttpResponse:
+        return _json({"id": req.route_params["id"], "params": dict(req.params)})
+
+    @app.route(route="items/new", methods=["GET"])
+    def new_item_form(req: func.HttpRequest) -> func.HttpResponse:
+        return _json({"form": True})
+
+    @app.route(route="pages/{name}/{page:int?}", methods=["GET"])
+    def get_page(req: func.HttpRequest) -> func.HttpResponse:
+        return _json({"name": req.route_params["name"], "page": req.route_params.get("page")})
+
+    # A trigger argument not called "req", and a function-level key (never enforced locally).
+    @app.route(
+        route="items",
+        methods=["POST"],
+        auth_level=func.AuthLevel.FUNCTION,
+        trigger_arg_name="request",
+    )
+    def create_item(request: func.HttpRequest) -> func.HttpResponse:
+        echo = {
+            "method": request.method,
+            "url": request.url,
+            "params": dict(request.params),
+            "trace": request.headers.get("x-trace"),
+            "body": request.get_body().decode("utf-8"),
+        }
+        response = func.HttpResponse(
+            json.dumps(echo),
+            status_code=201,
+            headers={"Location": "/api/items/7", "Set-Cookie": "a=1"},
+            mimetype="application/json",
+        )
+        response.headers.add_header("Set-Cookie", "b=2")
+        return response
+
+    @app.route(route="words/{word:alpha}", methods=["GET", "PUT"])
+    async def shout(req: func.HttpRequest) -> func.HttpResponse:
+        await asyncio.sleep(0)  # a real await: the host must not run this in a thread
+        return func.HttpResponse(req.route_params["word"].upper())
+
+    @app.route(route="boom")
+    def boom(req: func.HttpRequest) -> func.HttpResponse:
+        raise RuntimeError("the handler failed")
+
+    @app.route(route="plain")
+    def plain(req: func.HttpRequest) -> str:
+        return "just text"
+
+    @app.timer_trigger(schedule="%SAMPLE_SCHEDULE%", arg_name="timer", use_monitor=False)
+    def tick(timer: func.TimerRequest) -> None:
+        calls.tick(timer)
+
+    # Once a year: only its run on startup can happen during a test.
+    @app.timer_trigger(schedule="0 0 0 1 1 *", arg_name="timer", run_on_startup=True)
+    def on_startup(timer: func.TimerRequest) -> None:
+        calls.started()
+
+    return app
+
+
+def make_health_app() -> func.FunctionApp:
+    """The smallest app ``local.dev`` can wait for: GET /api/health answers 200."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="health", methods=["GET"])
+    def health(req: func.HttpRequest) -> func.HttpResponse:
+        return _json({"status": "ok"})
+
+    return app
+
+
+# For `python -m local.host --app tests/local/sample_app.py:health_app` in the runner's tests.
+health_app = make_health_app()
