@@ -52,4 +52,4 @@ unit: deps ## Only the fast, storage-free tests.
 	$(BIN)/python -m pytest tests/unit
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .dev
+	rm -rf $(VENV) .venv-checkov node_modules .mypy_cache .ruff_cache .pytest_cache .dev
