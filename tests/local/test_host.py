@@ -13,7 +13,6 @@ from pathlib import Path
 import azure.functions as func
 import httpx
 import pytest
-from sample_app import Calls, make_app
 from starlette.testclient import TestClient
 
 from local.host import (
@@ -27,6 +26,7 @@ from local.host import (
     read_route_prefix,
     serve_in_thread,
 )
+from tests.local.sample_app import Calls, make_app
 
 EVERY_SECOND = "* * * * * *"
 PROBLEM_500 = {"type": "about:blank", "title": "Internal Server Error", "status": 500}

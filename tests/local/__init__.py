@@ -1,0 +1,1 @@
+"""Tests of the local Functions host and the `make dev` runner."""
