@@ -46,7 +46,7 @@ lint: deps
 	$(BIN)/ruff format --check .
 
 typecheck: deps
-	$(BIN)/mypy --strict shared
+	$(BIN)/mypy --strict shared local
 
 unit: deps ## Only the fast, storage-free tests.
 	$(BIN)/python -m pytest tests/unit
