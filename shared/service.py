@@ -429,7 +429,7 @@ class ReconnectService:
         report = EnforcementReport(past_due=past_due)
         report.first_bucket = self.store.get_checkpoint() or FIRST_BUCKET
         report.last_bucket = due_bucket(now)
-        rows = list(self.store.due_rows(report.first_bucket, report.last_bucket))
+        rows = self.store.due_rows(report.first_bucket, report.last_bucket)
         with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
             outcomes = list(pool.map(lambda row: self._enforce_row(row, now), rows))
         done: list[DueRow] = []

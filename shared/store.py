@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -368,15 +368,15 @@ class TableStore:
         )
 
     @_translate_errors
-    def due_rows(self, first_bucket: str, last_bucket: str) -> Iterator[DueRow]:
+    def due_rows(self, first_bucket: str, last_bucket: str) -> list[DueRow]:
         """Index rows in buckets first..last, in bucket order (one range query, paged)."""
         entities = self._table("due").query_entities(
             "PartitionKey ge @first and PartitionKey le @last",
             parameters={"first": first_bucket, "last": last_bucket},
             select=["PartitionKey", "RowKey"],
         )
-        for entity in entities:
-            yield DueRow(bucket=entity["PartitionKey"], conversation_id=entity["RowKey"])
+        # Read every page here, so a failure mid-way is translated like any other.
+        return [DueRow(bucket=e["PartitionKey"], conversation_id=e["RowKey"]) for e in entities]
 
     @_translate_errors
     def delete_due(self, rows: Iterable[DueRow]) -> None:
