@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from shared.api.problems import internal_error_response, problem_response
+from shared.api.problems import SECURITY_HEADERS, internal_error_response, problem_response
 from shared.errors import (
     BadRequest,
     ChatReconnectError,
@@ -173,10 +173,10 @@ def json_response(
     return func.HttpResponse(
         model.model_dump_json(by_alias=True),
         status_code=status,
-        headers=headers or {},
+        headers={**SECURITY_HEADERS, **(headers or {})},
         mimetype=JSON,
     )
 
 
 def no_content() -> func.HttpResponse:
-    return func.HttpResponse(status_code=204)
+    return func.HttpResponse(status_code=204, headers=dict(SECURITY_HEADERS))

@@ -8,6 +8,7 @@ import azure.functions as func
 
 from shared.api.http import JSON, Answer, Operation, blueprint, endpoint, json_response
 from shared.api.openapi import build_openapi
+from shared.api.problems import SECURITY_HEADERS
 from shared.schemas import HealthView, Problem
 from shared.wiring import get_service
 
@@ -52,4 +53,6 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 )
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """The OpenAPI document generated from the same models that validate requests."""
-    return func.HttpResponse(json.dumps(build_openapi()), mimetype=JSON)
+    return func.HttpResponse(
+        json.dumps(build_openapi()), headers=dict(SECURITY_HEADERS), mimetype=JSON
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import azure.functions as func
@@ -14,6 +15,12 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+# On every API answer: answers carry reconnect IDs and conversation state, so no browser or
+# proxy may keep them, and no browser may sniff a JSON body into something it renders.
+SECURITY_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
 
 # (status, slug, title) per error class; the most specific class listed first wins.
 _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
@@ -66,7 +73,10 @@ def problem_response(error: errors.ChatReconnectError) -> func.HttpResponse:
     """The HTTP answer to an application error."""
     status, body, headers = problem_for(error)
     return func.HttpResponse(
-        json.dumps(body), status_code=status, headers=headers, mimetype=PROBLEM_MEDIA_TYPE
+        json.dumps(body),
+        status_code=status,
+        headers={**SECURITY_HEADERS, **headers},
+        mimetype=PROBLEM_MEDIA_TYPE,
     )
 
 
@@ -78,4 +88,9 @@ def internal_error_response() -> func.HttpResponse:
         "status": 500,
         "detail": "An unexpected error occurred.",
     }
-    return func.HttpResponse(json.dumps(body), status_code=500, mimetype=PROBLEM_MEDIA_TYPE)
+    return func.HttpResponse(
+        json.dumps(body),
+        status_code=500,
+        headers=dict(SECURITY_HEADERS),
+        mimetype=PROBLEM_MEDIA_TYPE,
+    )
