@@ -1,0 +1,600 @@
+"""The time-limit timer against a real Azurite, with a movable clock (SPEC 2.2, 2.4, 3 "Timer").
+
+Conversations are set up through the HTTP contract (the in-process local host) or the
+service's use cases; the timer is the service's `enforce_time_limits` or its Functions
+handler. Index tables are read directly to check that the timer cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from azure.data.tables import TableClient
+from azure.functions.timer import TimerRequest
+
+from local.azurite import Azurite
+from shared.config import DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES
+from shared.domain import Conversation, Event, EventType, State, WidgetSettings
+from shared.errors import ReconnectUnavailable
+from shared.service import (
+    CHECKPOINT_MARGIN_MINUTES,
+    ContinueResult,
+    EnforcementReport,
+    ReconnectService,
+)
+from shared.store import bucket_before, due_bucket
+from tests.conftest import START, FakeClock, make_service
+
+WIDGET = "w-timer"
+AGENT = "agent-1"
+PORTAL = "https://contoso.example/support"
+REDIRECT = "https://contoso.example/new-chat"
+LIMIT_MINUTES = 10
+LIMIT = timedelta(minutes=LIMIT_MINUTES)
+# Disconnects happen mid-minute so that "one second before" and "one second after" the
+# deadline fall into the same minute bucket as the deadline itself.
+DISCONNECT_AT = START + timedelta(seconds=30)
+DEADLINE = DISCONNECT_AT + LIMIT
+AUTO_CLOSE = timedelta(minutes=DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES)
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def put_widget(api: httpx.Client, widget_id: str = WIDGET, minutes: int = LIMIT_MINUTES) -> None:
+    answer = api.put(
+        f"/manage/widgets/{widget_id}",
+        json={
+            "reconnectEnabled": True,
+            "timeLimitMinutes": minutes,
+            "portalUrl": PORTAL,
+            "redirectUrl": REDIRECT,
+        },
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def register(api: httpx.Client, conversation_id: str, agent_id: str | None = AGENT) -> None:
+    body: dict[str, Any] = {"widgetId": WIDGET}
+    if agent_id is not None:
+        body["agentId"] = agent_id
+    answer = api.put(f"/conversations/{conversation_id}", json=body)
+    assert answer.status_code == 201, answer.text
+
+
+def send(api: httpx.Client, conversation_id: str, event_type: str) -> dict[str, Any]:
+    answer = api.post(f"/conversations/{conversation_id}/events", json={"type": event_type})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def conversation(api: httpx.Client, conversation_id: str) -> dict[str, Any]:
+    answer = api.get(f"/conversations/{conversation_id}")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def reconnect_id(api: httpx.Client, conversation_id: str) -> str:
+    url = conversation(api, conversation_id)["reconnectUrl"]
+    assert url is not None
+    return parse_qs(urlsplit(url).query)["oc.reconnectid"][0]
+
+
+def held(api: httpx.Client, agent_id: str = AGENT) -> list[str]:
+    answer = api.get(f"/agents/{agent_id}/capacity")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["held"] == len(body["conversations"])
+    return sorted(item["conversationId"] for item in body["conversations"])
+
+
+def table_rows(azurite: Azurite, service: ReconnectService, table: str) -> set[tuple[str, str]]:
+    """(PartitionKey, RowKey) of every row of one of the service's tables, read directly."""
+    (name,) = [name for name in service.store.table_names if name.endswith(table)]
+    with TableClient.from_connection_string(azurite.connection_string, name) as client:
+        return {(row["PartitionKey"], row["RowKey"]) for row in client.list_entities()}
+
+
+def due_rows(azurite: Azurite, service: ReconnectService) -> set[tuple[str, str]]:
+    return table_rows(azurite, service, "due")
+
+
+def capacity_rows(azurite: Azurite, service: ReconnectService) -> set[tuple[str, str]]:
+    return table_rows(azurite, service, "capacity")
+
+
+def disconnected_conversation(
+    api: httpx.Client, clock: FakeClock, conversation_id: str, agent_id: str = AGENT
+) -> None:
+    """An active conversation whose customer dropped at DISCONNECT_AT (deadline: DEADLINE)."""
+    clock.now = START
+    register(api, conversation_id, agent_id)
+    clock.now = DISCONNECT_AT
+    body = send(api, conversation_id, "customer_disconnected")
+    assert body["state"] == "active"
+    assert body["customerConnected"] is False
+    assert body["reconnectDeadline"] == DEADLINE.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bulk_disconnected(service: ReconnectService, clock: FakeClock, ids: list[str]) -> None:
+    """Many disconnected conversations through the service's use cases (faster than HTTP)."""
+    clock.now = START
+    service.put_widget(
+        WidgetSettings(WIDGET, True, LIMIT_MINUTES, PORTAL), if_match=None, if_none_match=None
+    )
+
+    def one(conversation_id: str) -> None:
+        service.register(conversation_id, WIDGET, AGENT, None)
+
+    def drop(conversation_id: str) -> None:
+        service.apply_event(conversation_id, Event(EventType.CUSTOMER_DISCONNECTED), None)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, ids))
+        clock.now = DISCONNECT_AT
+        list(pool.map(drop, ids))
+
+
+def quiet(report: EnforcementReport) -> bool:
+    """True when a run found nothing to do."""
+    return (
+        report.expired,
+        report.closed,
+        report.stale,
+        report.pending,
+        report.errors,
+        report.capacity_released,
+    ) == (0, 0, 0, 0, 0, 0)
+
+
+def stored(service: ReconnectService, conversation_id: str) -> Conversation:
+    """The conversation as stored (the source of truth), read directly."""
+    found = service.store.get_conversation(conversation_id)
+    assert found is not None, conversation_id
+    return found.value
+
+
+def at(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- expiry ---------------------------------------------------------------------------
+
+
+def test_expiry_wraps_up_with_reconnect_timeout_and_releases_capacity(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    put_widget(api)
+    disconnected_conversation(api, clock, "c-expire")
+    assert held(api) == ["c-expire"]
+    assert capacity_rows(azurite, service) == {(AGENT, "c-expire")}
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.closed, report.errors) == (1, 0, 0)
+    assert report.capacity_released == 1
+    after = conversation(api, "c-expire")
+    assert after["state"] == "wrap_up"
+    assert after["endReason"] == "reconnect_timeout"
+    assert after["customerConnected"] is False
+    assert after["reconnectDeadline"] is None
+    assert after["agentId"] == AGENT
+    assert after["updatedAt"] == at(clock.now)
+    assert capacity_rows(azurite, service) == set()
+    assert service.agent_capacity(AGENT) == []
+    assert held(api) == []
+
+
+def test_a_run_before_the_deadline_leaves_the_conversation_and_keeps_its_row(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    put_widget(api)
+    disconnected_conversation(api, clock, "c-early")
+    before = conversation(api, "c-early")
+
+    clock.now = DEADLINE - timedelta(seconds=1)  # same minute bucket as the deadline
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.pending, report.stale) == (0, 1, 0)
+    assert conversation(api, "c-early") == before
+    assert due_rows(azurite, service) == {(due_bucket(DEADLINE), "c-early")}
+    assert held(api) == ["c-early"]
+    # The pending bucket holds the checkpoint back, so the next run looks at it again.
+    assert service.store.get_checkpoint() == bucket_before(
+        due_bucket(DEADLINE), CHECKPOINT_MARGIN_MINUTES
+    )
+
+    clock.now = DEADLINE
+    assert service.enforce_time_limits().expired == 1
+    assert conversation(api, "c-early")["state"] == "wrap_up"
+
+
+# --- races with the customer -----------------------------------------------------------
+
+
+def test_continue_one_second_before_the_deadline_wins_and_the_timer_leaves_it(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    put_widget(api)
+    disconnected_conversation(api, clock, "c-back")
+    link = reconnect_id(api, "c-back")
+
+    clock.now = DEADLINE - timedelta(seconds=1)
+    answer = api.post(f"/widgets/{WIDGET}/reconnect/{link}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["sameAgent"] is True
+    assert answer.json()["state"] == "active"
+    continued = conversation(api, "c-back")
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.closed, report.stale, report.errors) == (0, 0, 1, 0)
+    assert report.capacity_released == 0
+    after = conversation(api, "c-back")
+    assert after == continued
+    assert after["state"] == "active"
+    assert after["customerConnected"] is True
+    assert after["reconnectDeadline"] is None
+    assert after["endReason"] is None
+    assert due_rows(azurite, service) == set()  # the stale deadline row is dropped
+    assert held(api) == ["c-back"]
+    assert capacity_rows(azurite, service) == {(AGENT, "c-back")}
+
+
+def test_continue_one_second_after_the_deadline_is_410_before_the_timer_has_run(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock
+) -> None:
+    put_widget(api)
+    disconnected_conversation(api, clock, "c-late")
+    link = reconnect_id(api, "c-late")
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    answer = api.post(f"/widgets/{WIDGET}/reconnect/{link}")
+
+    assert answer.status_code == 410
+    assert answer.json()["redirectUrl"] == REDIRECT
+    context = api.get(f"/widgets/{WIDGET}/reconnect/{link}").json()
+    assert context["isReconnectAvailable"] is False
+    # The timer has not run: the conversation still waits to be finalised ...
+    waiting = conversation(api, "c-late")
+    assert (waiting["state"], waiting["customerConnected"]) == ("active", False)
+    # ... and when it runs, it is the timer that ends it.
+    assert service.enforce_time_limits().expired == 1
+    assert conversation(api, "c-late")["endReason"] == "reconnect_timeout"
+
+
+def test_reconnects_racing_the_timer_get_exactly_one_outcome_each(
+    service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    """Customers whose clock says 'one second left' race a timer whose clock says 'expired'."""
+    ids = [f"c-race-{number:02d}" for number in range(40)]
+    bulk_disconnected(service, clock, ids)
+    customer_clock = FakeClock(DEADLINE - timedelta(seconds=1))
+    customers = ReconnectService(
+        service.store, service.signer, auto_close_after=AUTO_CLOSE, clock=customer_clock
+    )
+    session = customers.customer_session(WIDGET, None)
+    links = {cid: service.signer.reconnect_id(stored(service, cid)) for cid in ids}
+    clock.now = DEADLINE + timedelta(seconds=1)
+    start = threading.Barrier(2)
+    continued: dict[str, ContinueResult | None] = {}
+
+    def reconnect_all() -> None:
+        start.wait()
+        # From the other end of the list than the timer, so that both sides win some.
+        for cid in reversed(ids):
+            try:
+                continued[cid] = customers.continue_conversation(session, links[cid])
+            except ReconnectUnavailable:
+                continued[cid] = None
+
+    def enforce() -> EnforcementReport:
+        start.wait()
+        return service.enforce_time_limits()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        customers_done = pool.submit(reconnect_all)
+        report = pool.submit(enforce).result()
+        customers_done.result()
+
+    wrapped = []
+    for cid in ids:
+        final = stored(service, cid)
+        if continued[cid] is not None:
+            # A reconnect that answered 200 is never undone by the timer.
+            assert (final.state, final.customer_connected) == (State.ACTIVE, True), cid
+        else:
+            assert (final.state, final.end_reason) == (State.WRAP_UP, "reconnect_timeout"), cid
+            wrapped.append(cid)
+    assert report.errors == 0
+    assert report.expired == len(wrapped)
+    assert report.expired + report.stale == len(ids)
+    assert {row for row in due_rows(azurite, service) if row[0] == due_bucket(DEADLINE)} == set()
+    still_held = sorted(cid for cid in ids if continued[cid] is not None)
+    assert sorted(c.conversation_id for c in service.agent_capacity(AGENT)) == still_held
+    assert capacity_rows(azurite, service) == {(AGENT, cid) for cid in still_held}
+
+
+# --- repeated, late, large and concurrent runs ----------------------------------------
+
+
+def test_a_second_run_in_a_row_does_nothing(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    put_widget(api)
+    for cid in ("c-twice-1", "c-twice-2", "c-twice-3"):
+        disconnected_conversation(api, clock, cid)
+    clock.now = DEADLINE + timedelta(seconds=1)
+    first = service.enforce_time_limits()
+    assert first.expired == 3
+    snapshot = {cid: conversation(api, cid) for cid in ("c-twice-1", "c-twice-2", "c-twice-3")}
+    rows = due_rows(azurite, service), capacity_rows(azurite, service)
+
+    clock.advance(seconds=1)
+    second = service.enforce_time_limits()
+
+    assert quiet(second), second
+    assert {cid: conversation(api, cid) for cid in snapshot} == snapshot
+    assert (due_rows(azurite, service), capacity_rows(azurite, service)) == rows
+
+
+def test_a_run_after_a_one_hour_gap_catches_up_on_every_bucket(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock
+) -> None:
+    put_widget(api)
+    clock.now = START
+    assert quiet(service.enforce_time_limits())  # the last run before the gap
+    checkpoint = service.store.get_checkpoint()
+    assert checkpoint is not None
+    # Customers drop every eight minutes during the gap: deadlines in six different buckets,
+    # the last at 00:50:07.
+    ids = [f"c-gap-{number}" for number in range(6)]
+    for number, cid in enumerate(ids):
+        clock.now = START + timedelta(minutes=8 * number, seconds=7)
+        register(api, cid)
+        send(api, cid, "customer_disconnected")
+    clock.now = START + timedelta(minutes=55)
+    register(api, "c-not-yet")
+    send(api, "c-not-yet", "customer_disconnected")  # deadline 01:05, after the next run
+
+    clock.now = START + timedelta(hours=1)
+    report = service.enforce_time_limits()
+
+    assert report.first_bucket == checkpoint
+    assert report.last_bucket == due_bucket(clock.now)
+    assert (report.expired, report.errors) == (6, 0)
+    assert {conversation(api, cid)["updatedAt"] for cid in ids} == {at(clock.now)}
+    for cid in ids:
+        assert conversation(api, cid)["endReason"] == "reconnect_timeout"
+    assert conversation(api, "c-not-yet")["state"] == "active"
+    assert held(api) == ["c-not-yet"]
+    # The earliest deadline (00:10:07) was enforced 49 min 53 s late.
+    assert report.max_lateness_seconds == 49 * 60 + 53
+
+
+def test_250_expirations_in_one_run_are_all_wrapped_up_and_all_rows_deleted(
+    service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    ids = [f"c-bulk-{number:03d}" for number in range(250)]
+    bulk_disconnected(service, clock, ids)
+    assert due_rows(azurite, service) == {(due_bucket(DEADLINE), cid) for cid in ids}
+    assert len(capacity_rows(azurite, service)) == 250
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.stale, report.pending, report.errors) == (250, 0, 0, 0)
+    assert report.capacity_released == 250
+    for cid in ids:
+        final = stored(service, cid)
+        assert (final.state, final.end_reason) == (State.WRAP_UP, "reconnect_timeout"), cid
+    # Only the auto-close rows of the new wrap-ups remain; every deadline row is gone.
+    auto_close_bucket = due_bucket(clock.now + AUTO_CLOSE)
+    assert due_rows(azurite, service) == {(auto_close_bucket, cid) for cid in ids}
+    assert capacity_rows(azurite, service) == set()
+    assert service.agent_capacity(AGENT) == []
+
+
+def test_two_concurrent_runs_give_each_conversation_exactly_one_outcome(
+    service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    ids = [f"c-twin-{number:03d}" for number in range(100)]
+    bulk_disconnected(service, clock, ids)
+    clock.now = DEADLINE + timedelta(seconds=1)
+    start = threading.Barrier(2)
+
+    def run() -> EnforcementReport:
+        start.wait()
+        return service.enforce_time_limits()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = [future.result() for future in [pool.submit(run), pool.submit(run)]]
+
+    assert [report.errors for report in reports] == [0, 0]
+    assert sum(report.expired for report in reports) == 100
+    assert sum(report.closed for report in reports) == 0
+    for cid in ids:
+        final = stored(service, cid)
+        assert (final.state, final.end_reason) == (State.WRAP_UP, "reconnect_timeout"), cid
+        assert final.wrap_up_at == clock.now
+    assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), cid) for cid in ids}
+    assert capacity_rows(azurite, service) == set()
+
+
+# --- the checkpoint --------------------------------------------------------------------
+
+
+def test_the_checkpoint_is_set_and_the_next_run_starts_there(
+    service: ReconnectService, clock: FakeClock
+) -> None:
+    assert service.store.get_checkpoint() is None
+    first = service.enforce_time_limits()
+    assert first.first_bucket == "000000000000"  # no checkpoint yet: from the beginning
+    checkpoint = service.store.get_checkpoint()
+    assert checkpoint == bucket_before(due_bucket(START), CHECKPOINT_MARGIN_MINUTES)
+
+    clock.advance(minutes=7)
+    second = service.enforce_time_limits()
+
+    assert second.first_bucket == checkpoint
+    assert second.last_bucket == due_bucket(clock.now)
+    assert service.store.get_checkpoint() == bucket_before(
+        due_bucket(clock.now), CHECKPOINT_MARGIN_MINUTES
+    )
+
+
+# --- stale index rows ------------------------------------------------------------------
+
+
+def test_stale_index_rows_are_dropped_and_their_conversations_left_alone(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    put_widget(api)
+    for cid in ("c-reconnected", "c-agent-ended", "c-customer-ended"):
+        disconnected_conversation(api, clock, cid)
+    clock.now = DISCONNECT_AT + timedelta(minutes=1)
+    send(api, "c-reconnected", "customer_reconnected")
+    send(api, "c-agent-ended", "agent_ended")
+    send(api, "c-customer-ended", "customer_ended")
+    service.store.put_due(DEADLINE, "c-never-registered")
+    before = {
+        cid: conversation(api, cid)
+        for cid in ("c-reconnected", "c-agent-ended", "c-customer-ended")
+    }
+    assert len(due_rows(azurite, service)) == 6  # 4 deadline rows + 2 auto-close rows
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.stale, report.expired, report.closed, report.errors) == (4, 0, 0, 0)
+    assert {cid: conversation(api, cid) for cid in before} == before
+    assert before["c-reconnected"]["state"] == "active"
+    assert before["c-agent-ended"]["endReason"] == "agent_ended"
+    assert before["c-customer-ended"]["endReason"] == "customer_ended"
+    wrap_up_due = due_bucket(DISCONNECT_AT + timedelta(minutes=1) + AUTO_CLOSE)
+    assert due_rows(azurite, service) == {
+        (wrap_up_due, "c-agent-ended"),
+        (wrap_up_due, "c-customer-ended"),
+    }
+    assert held(api) == ["c-reconnected"]
+    assert capacity_rows(azurite, service) == {(AGENT, "c-reconnected")}
+
+
+# --- auto-close ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auto_close_minutes", [DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES, 3])
+def test_a_wrap_up_auto_closes_after_the_configured_minutes_and_not_before(
+    azurite: Azurite, auto_close_minutes: int
+) -> None:
+    clock = FakeClock()
+    service = make_service(azurite.connection_string, clock, auto_close_minutes=auto_close_minutes)
+    service.put_widget(
+        WidgetSettings(WIDGET, True, LIMIT_MINUTES, PORTAL), if_match=None, if_none_match=None
+    )
+    service.register("c-wrap", WIDGET, AGENT, None)
+    clock.now = START + timedelta(seconds=20)
+    wrapped = service.apply_event("c-wrap", Event(EventType.AGENT_ENDED), None).conversation
+    assert wrapped.state is State.WRAP_UP
+    closes_at = clock.now + timedelta(minutes=auto_close_minutes)
+
+    clock.now = closes_at - timedelta(seconds=1)
+    early = service.enforce_time_limits()
+    assert (early.closed, early.pending) == (0, 1)
+    assert stored(service, "c-wrap") == wrapped
+
+    clock.now = closes_at + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.closed, report.expired, report.errors) == (1, 0, 0)
+    final = stored(service, "c-wrap")
+    assert (final.state, final.end_reason) == (State.CLOSED, "auto_closed")
+    assert final.updated_at == clock.now
+    assert list(service.store.due_rows("000000000000", "999999999999")) == []
+    assert quiet(service.enforce_time_limits())
+
+
+def test_open_after_agent_closed_past_the_deadline_closes_with_reconnect_timeout(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    put_widget(api)
+    disconnected_conversation(api, clock, "c-requeued")
+    clock.now = DISCONNECT_AT + timedelta(minutes=2)
+    requeued = send(api, "c-requeued", "agent_closed")
+    assert (requeued["state"], requeued["agentId"]) == ("open", None)
+    assert held(api) == []
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.closed, report.expired, report.errors) == (1, 0, 0)
+    final = conversation(api, "c-requeued")
+    assert (final["state"], final["endReason"]) == ("closed", "reconnect_timeout")
+    assert due_rows(azurite, service) == set()  # closed is terminal: nothing more to look at
+
+
+def test_a_capacity_row_left_by_a_crash_is_removed_with_the_auto_close(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+) -> None:
+    put_widget(api)
+    clock.now = START
+    register(api, "c-crashed")
+    clock.now = START + timedelta(minutes=1)
+    send(api, "c-crashed", "agent_ended")
+    # A crash between the conversation write and the index cleanup left this row behind.
+    service.store.put_capacity(AGENT, "c-crashed")
+    assert capacity_rows(azurite, service) == {(AGENT, "c-crashed")}
+    assert held(api) == []  # readers verify the index against the conversation
+
+    clock.now = START + timedelta(minutes=1) + AUTO_CLOSE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert report.closed == 1
+    assert report.capacity_released == 1
+    assert conversation(api, "c-crashed")["endReason"] == "auto_closed"
+    assert capacity_rows(azurite, service) == set()
+
+
+# --- the Functions handler -------------------------------------------------------------
+
+
+def test_the_timer_handler_logs_exactly_one_structured_line(
+    api: httpx.Client, service: ReconnectService, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.api.timers import enforce_time_limits
+
+    put_widget(api)
+    disconnected_conversation(api, clock, "c-logged")
+    disconnected_conversation(api, clock, "c-reconnected")
+    clock.now = DISCONNECT_AT + timedelta(minutes=1)
+    send(api, "c-reconnected", "customer_reconnected")
+    clock.now = DEADLINE + timedelta(seconds=5)
+    caplog.set_level(logging.INFO)
+
+    enforce_time_limits(TimerRequest(past_due=True))
+
+    lines = [record for record in caplog.records if record.name == "shared.api.timers"]
+    assert len(lines) == 1
+    message = lines[0].getMessage()
+    summary = json.loads(message[message.index("{") :])
+    assert summary["expired"] == 1
+    assert summary["closed"] == 0
+    assert summary["stale"] == 1
+    assert summary["errors"] == 0
+    assert summary["pastDue"] is True
+    assert summary["maxLatenessSeconds"] == 5
+    assert isinstance(summary["durationSeconds"], int | float)
+    assert summary["durationSeconds"] >= 0
+    assert conversation(api, "c-logged")["state"] == "wrap_up"
