@@ -190,3 +190,21 @@ def test_the_answer_to_a_bug_is_generic_and_not_cached() -> None:
     assert_security_headers(response)
     body = json.loads(response.get_body())
     assert body["detail"] == "An unexpected error occurred."
+
+
+# --- signing-key rotation: the previous key keeps working, and only until it is dropped -------
+
+
+def test_links_and_customer_hashes_of_the_previous_key_work_until_it_is_dropped() -> None:
+    target = conversation()
+    old_link = LinkSigner(OTHER_KEY).reconnect_id(target)
+    old_hash = LinkSigner(OTHER_KEY).customer_key("w", "alice")
+    rotating = LinkSigner(KEY, previous_key=OTHER_KEY)
+    assert verifies(rotating, old_link, target)
+    assert old_hash in rotating.customer_keys("w", "alice")
+    # New links and hashes use the new key only.
+    assert rotating.reconnect_id(target) == LinkSigner(KEY).reconnect_id(target)
+    assert rotating.customer_key("w", "alice") != old_hash
+    rotated = LinkSigner(KEY)
+    assert not verifies(rotated, old_link, target)
+    assert old_hash not in rotated.customer_keys("w", "alice")
