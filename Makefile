@@ -9,7 +9,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export FUNCTIONS_PORT ?= 7071
 export AZURITE_TABLE_PORT ?= 10002
 
-.PHONY: dev test deps lint typecheck unit clean chromium
+.PHONY: dev test deps lint typecheck unit clean chromium bench-load
 
 dev: deps ## Start Azurite and the local Functions host with the demo; Ctrl-C stops both.
 	$(BIN)/python -m local.dev
@@ -50,6 +50,11 @@ typecheck: deps
 
 unit: deps ## Only the fast, storage-free tests.
 	$(BIN)/python -m pytest tests/unit
+
+# Bounded load on loopback (own Azurite and local host); writes benchmarks/results/load.json.
+# Pass options with ARGS, e.g. `make bench-load ARGS=--quick`.
+bench-load: deps
+	$(BIN)/python -m benchmarks.load $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mypy_cache .ruff_cache .pytest_cache .dev

@@ -1,0 +1,1 @@
+"""Benchmarks: measured figures written to benchmarks/results/ (never timed asserts in tests)."""

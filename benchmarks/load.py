@@ -1,0 +1,686 @@
+"""Bounded load on loopback: the local host (a subprocess) over a fresh in-memory Azurite.
+
+    .venv/bin/python -m benchmarks.load            # the figures in docs/performance.md
+    .venv/bin/python -m benchmarks.load --quick    # a smoke run of a few seconds
+
+It starts its own Azurite and `python -m local.host` on free 127.0.0.1 ports, seeds widgets
+and disconnected conversations (so their links are usable), then runs a fixed number of
+requests (stopping early at a maximum duration) from a few worker threads with the mix
+
+    40 % reconnect context  GET  /api/widgets/{w}/reconnect/{id}
+    20 % continue           POST /api/widgets/{w}/reconnect/{id}
+    20 % lifecycle events   POST /api/conversations/{c}/events (disconnect / reconnect)
+    20 % settings reads     GET  /api/manage/widgets/{w}
+
+and measures requests per second, p50/p99 latency (overall and per kind) and errors (any
+status other than the expected one; a 5xx or a transport failure always). As the reference
+it measures the raw Azurite point-read rate of the same run: `get_entity` of one seeded
+conversation, sequentially and with the same concurrency. Everything goes to
+benchmarks/results/load.json; a table is printed. Both servers are stopped by their PID.
+Nothing here makes assertions about time: it writes figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from azure.data.tables import TableClient, TableServiceClient
+
+from local.azurite import Azurite, free_port, wait_for_port
+from shared.store import CONVERSATION_ROW
+from shared.wiring import STORAGE_CLIENT_OPTIONS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "load.json"
+LOOPBACK = "127.0.0.1"
+# January 1st at midnight: the timer never fires during a run, so it does not compete.
+IDLE_SCHEDULE = "0 0 0 1 1 *"
+PORTAL = "https://contoso.example/chat"
+AGENT_PREFIX = "load-agent-"
+# (kind, share of the requests)
+MIX: tuple[tuple[str, float], ...] = (
+    ("context", 0.40),
+    ("continue", 0.20),
+    ("event", 0.20),
+    ("settings", 0.20),
+)
+EXPECTED_STATUS = {"context": 200, "continue": 200, "event": 200, "settings": 200}
+STARTUP_TIMEOUT = 60.0
+REQUEST_TIMEOUT = 30.0
+
+
+# ------------------------------------------------------------------------ figures
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (`pct` in 0..100) of `values`; 0.0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float | int]:
+    """Count, mean, p50, p90, p99 and max of latencies in milliseconds."""
+    count = len(latencies_ms)
+    return {
+        "count": count,
+        "meanMs": round(sum(latencies_ms) / count, 2) if count else 0.0,
+        "p50Ms": round(percentile(latencies_ms, 50), 2),
+        "p90Ms": round(percentile(latencies_ms, 90), 2),
+        "p99Ms": round(percentile(latencies_ms, 99), 2),
+        "maxMs": round(max(latencies_ms), 2) if count else 0.0,
+    }
+
+
+def choose_kinds(count: int, rng: random.Random) -> list[str]:
+    """`count` request kinds in the MIX proportions (exact up to rounding), shuffled."""
+    kinds: list[str] = []
+    for kind, share in MIX:
+        kinds += [kind] * round(count * share)
+    while len(kinds) < count:
+        kinds.append(MIX[0][0])
+    kinds = kinds[:count]
+    rng.shuffle(kinds)
+    return kinds
+
+
+# ------------------------------------------------------------------ process control
+
+
+def process_group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in a process group (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # field 5 (pgrp)
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+class LocalHost:
+    """`python -m local.host` as a child process in its own session, stopped by its PID."""
+
+    def __init__(self, environ: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.environ = environ
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> LocalHost:
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.host", "--port", str(self.port)],
+            cwd=REPO_ROOT,
+            env=self.environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        try:
+            wait_for_port(self.port, STARTUP_TIMEOUT)
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+        except ProcessLookupError:
+            pass
+
+
+@contextlib.contextmanager
+def servers(signing_key: str, log_path: Path) -> Iterator[tuple[Azurite, LocalHost]]:
+    """A fresh in-memory Azurite and a local host using it; both stopped by PID on exit."""
+    azurite = Azurite()
+    host: LocalHost | None = None
+    try:
+        azurite.start()
+        environ = {
+            **os.environ,
+            "TABLES_CONNECTION_STRING": azurite.connection_string,
+            "RECONNECT_SIGNING_KEY": signing_key,
+            "RECONNECT_ENFORCE_SCHEDULE": IDLE_SCHEDULE,
+        }
+        environ.pop("TABLES_ENDPOINT", None)
+        host = LocalHost(environ, log_path).start()
+        yield azurite, host
+    finally:
+        if host is not None:
+            host.stop()
+        azurite.stop()
+
+
+# ---------------------------------------------------------------------------- seeding
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the load runs against: widget ids and (widget, conversation, reconnect id)."""
+
+    widgets: list[str]
+    conversations: list[tuple[str, str, str]]
+
+
+def _check(response: httpx.Response, *expected: int) -> dict[str, Any]:
+    if response.status_code not in expected:
+        raise RuntimeError(
+            f"seeding: {response.request.method} {response.request.url.path} answered "
+            f"{response.status_code}: {response.text[:300]}"
+        )
+    body: dict[str, Any] = response.json() if response.content else {}
+    return body
+
+
+def seed(client: httpx.Client, widgets: int, conversations: int, run_id: str) -> Seeded:
+    """Widgets with reconnection on (24 h limit) and active conversations, disconnected."""
+    widget_ids = [f"load-{run_id}-w{index}" for index in range(widgets)]
+    for widget_id in widget_ids:
+        body = {
+            "reconnectEnabled": True,
+            "timeLimitMinutes": 1440,
+            "portalUrl": PORTAL,
+            "redirectUrl": "https://contoso.example/new-chat",
+        }
+        _check(client.put(f"/api/manage/widgets/{widget_id}", json=body), 200, 201)
+    seeded: list[tuple[str, str, str]] = []
+    for index in range(conversations):
+        widget_id = widget_ids[index % widgets]
+        conversation_id = f"load-{run_id}-c{index}"
+        _check(
+            client.put(
+                f"/api/conversations/{conversation_id}",
+                json={"widgetId": widget_id, "agentId": f"{AGENT_PREFIX}{index % 10}"},
+            ),
+            201,
+        )
+        after = _check(
+            client.post(
+                f"/api/conversations/{conversation_id}/events",
+                json={"type": "customer_disconnected"},
+            ),
+            200,
+        )
+        reconnect_id = parse_qs(urlsplit(after["reconnectUrl"]).query)["oc.reconnectid"][0]
+        seeded.append((widget_id, conversation_id, reconnect_id))
+    return Seeded(widget_ids, seeded)
+
+
+# ------------------------------------------------------------------------------- load
+
+
+@dataclass
+class Sample:
+    kind: str
+    status: int  # 0: transport failure
+    latency_ms: float
+    ok: bool
+
+
+@dataclass
+class LoadRun:
+    samples: list[Sample] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    stopped_by_duration: bool = False
+    planned: int = 0
+
+
+def _send(client: httpx.Client, kind: str, seeded: Seeded, rng: random.Random) -> httpx.Response:
+    widget_id, conversation_id, reconnect_id = rng.choice(seeded.conversations)
+    if kind == "context":
+        return client.get(f"/api/widgets/{widget_id}/reconnect/{reconnect_id}")
+    if kind == "continue":
+        return client.post(f"/api/widgets/{widget_id}/reconnect/{reconnect_id}")
+    if kind == "event":
+        event = rng.choice(("customer_disconnected", "customer_reconnected"))
+        return client.post(
+            f"/api/conversations/{conversation_id}/events",
+            json={"type": event, "eventId": uuid.uuid4().hex},
+        )
+    if kind == "settings":
+        return client.get(f"/api/manage/widgets/{rng.choice(seeded.widgets)}")
+    raise ValueError(kind)
+
+
+def run_load(
+    base_url: str,
+    seeded: Seeded,
+    *,
+    requests: int,
+    concurrency: int,
+    duration: float,
+    seed_value: int,
+) -> LoadRun:
+    """Send `requests` requests from `concurrency` threads; stop early after `duration` s."""
+    rng = random.Random(seed_value)
+    plan = choose_kinds(requests, rng)
+    run = LoadRun(planned=len(plan))
+    lock = threading.Lock()
+    next_index = 0
+    started = time.perf_counter()
+    deadline = started + duration
+
+    def worker(worker_index: int) -> None:
+        nonlocal next_index
+        worker_rng = random.Random(seed_value * 1000 + worker_index)
+        local: list[Sample] = []
+        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as client:
+            while True:
+                with lock:
+                    if next_index >= len(plan):
+                        break
+                    if time.perf_counter() >= deadline:
+                        run.stopped_by_duration = True
+                        break
+                    kind = plan[next_index]
+                    next_index += 1
+                began = time.perf_counter()
+                try:
+                    status = _send(client, kind, seeded, worker_rng).status_code
+                except httpx.HTTPError:
+                    status = 0
+                latency = (time.perf_counter() - began) * 1000
+                local.append(Sample(kind, status, latency, status == EXPECTED_STATUS[kind]))
+        with lock:
+            run.samples += local
+
+    threads = [
+        threading.Thread(target=worker, args=(index,), name=f"load-{index}")
+        for index in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.wall_seconds = time.perf_counter() - started
+    return run
+
+
+def summarize_load(run: LoadRun) -> dict[str, Any]:
+    """The run's figures: rate, latencies overall and per kind, errors by kind and status."""
+    errors: dict[str, int] = {}
+    for sample in run.samples:
+        if not sample.ok:
+            key = f"{sample.kind}:{sample.status or 'transport'}"
+            errors[key] = errors.get(key, 0) + 1
+    per_kind = {
+        kind: latency_summary([s.latency_ms for s in run.samples if s.kind == kind])
+        for kind, _ in MIX
+    }
+    for kind, _ in MIX:
+        per_kind[kind]["requestsPerSecond"] = round(
+            per_kind[kind]["count"] / run.wall_seconds if run.wall_seconds else 0.0, 1
+        )
+    completed = len(run.samples)
+    return {
+        "planned": run.planned,
+        "completed": completed,
+        "stoppedByDuration": run.stopped_by_duration,
+        "wallSeconds": round(run.wall_seconds, 3),
+        "requestsPerSecond": round(completed / run.wall_seconds, 1) if run.wall_seconds else 0.0,
+        "errors": sum(errors.values()),
+        "serverErrors": sum(1 for s in run.samples if s.status >= 500),
+        "errorsByKindAndStatus": errors,
+        "latency": latency_summary([s.latency_ms for s in run.samples]),
+        "byKind": per_kind,
+    }
+
+
+# -------------------------------------------------------------------------- reference
+
+
+def point_reads(
+    make_client: Callable[[], TableClient],
+    partition: str,
+    *,
+    reads: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    """`reads` get_entity calls of one entity from `concurrency` threads (a client each)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_thread = [
+        reads // concurrency + (1 if i < reads % concurrency else 0) for i in range(concurrency)
+    ]
+    failures = 0
+
+    def worker(count: int) -> None:
+        nonlocal failures
+        local: list[float] = []
+        failed = 0
+        with make_client() as table:
+            for _ in range(count):
+                began = time.perf_counter()
+                try:
+                    table.get_entity(partition, CONVERSATION_ROW)
+                except Exception:
+                    failed += 1
+                local.append((time.perf_counter() - began) * 1000)
+        with lock:
+            latencies.extend(local)
+            failures += failed
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(count,)) for count in per_thread]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {
+        "reads": len(latencies),
+        "concurrency": concurrency,
+        "failures": failures,
+        "wallSeconds": round(wall, 3),
+        "readsPerSecond": round(len(latencies) / wall, 1) if wall else 0.0,
+        "latency": latency_summary(latencies),
+    }
+
+
+# ------------------------------------------------------------------------ environment
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def _node_version() -> str | None:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    return None
+
+
+def _azurite_version() -> str | None:
+    with contextlib.suppress(OSError, ValueError):
+        package = REPO_ROOT / "node_modules" / "azurite" / "package.json"
+        return str(json.loads(package.read_text())["version"])
+    return None
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "nproc": os.cpu_count(),
+        "cpuModel": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "node": _node_version(),
+        "azurite": _azurite_version(),
+        "packages": {
+            name: _version(name)
+            for name in (
+                "azure-functions",
+                "azure-data-tables",
+                "azure-core",
+                "uvicorn",
+                "starlette",
+                "httpx",
+                "pydantic",
+            )
+        },
+    }
+
+
+# -------------------------------------------------------------------------------- main
+
+
+def _table(figures: dict[str, Any]) -> str:
+    load = figures["load"]
+    rows = [("kind", "requests", "req/s", "p50 ms", "p99 ms", "max ms")]
+    for kind, summary in load["byKind"].items():
+        rows.append(
+            (
+                kind,
+                str(summary["count"]),
+                f"{summary['requestsPerSecond']:.1f}",
+                f"{summary['p50Ms']:.1f}",
+                f"{summary['p99Ms']:.1f}",
+                f"{summary['maxMs']:.1f}",
+            )
+        )
+    overall = load["latency"]
+    rows.append(
+        (
+            "all",
+            str(load["completed"]),
+            f"{load['requestsPerSecond']:.1f}",
+            f"{overall['p50Ms']:.1f}",
+            f"{overall['p99Ms']:.1f}",
+            f"{overall['maxMs']:.1f}",
+        )
+    )
+    for name, ref in (
+        ("azurite get_entity x1", figures["reference"]["sequential"]),
+        (
+            f"azurite get_entity x{figures['reference']['concurrent']['concurrency']}",
+            figures["reference"]["concurrent"],
+        ),
+    ):
+        rows.append(
+            (
+                name,
+                str(ref["reads"]),
+                f"{ref['readsPerSecond']:.1f}",
+                f"{ref['latency']['p50Ms']:.1f}",
+                f"{ref['latency']['p99Ms']:.1f}",
+                f"{ref['latency']['maxMs']:.1f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    cpu = figures["cpu"]
+    lines.append("")
+    lines.append(
+        f"errors: {load['errors']} (5xx: {load['serverErrors']}) {load['errorsByKindAndStatus']}; "
+        f"wall {load['wallSeconds']} s; stopped by duration: {load['stoppedByDuration']}"
+    )
+    lines.append(
+        f"CPU during the load: local host {cpu['hostCoresBusy']:.2f} cores, "
+        f"Azurite {cpu['azuriteCoresBusy']:.2f} cores, load generator "
+        f"{cpu['generatorCoresBusy']:.2f} cores (of {figures['environment']['nproc']}); "
+        f"load average before {figures['loadAverage']['before']}, "
+        f"after {figures['loadAverage']['after']}"
+    )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.load", description=__doc__.split("\n\n")[0] if __doc__ else ""
+    )
+    parser.add_argument("--requests", type=int, default=4000, help="requests to send (4000)")
+    parser.add_argument("--concurrency", type=int, default=8, help="worker threads (8)")
+    parser.add_argument(
+        "--duration", type=float, default=120.0, help="stop after this many seconds (120)"
+    )
+    parser.add_argument("--conversations", type=int, default=200, help="seeded (200)")
+    parser.add_argument("--widgets", type=int, default=4, help="seeded widgets (4)")
+    parser.add_argument(
+        "--reference-reads", type=int, default=2000, help="Azurite get_entity calls (2000)"
+    )
+    parser.add_argument("--warmup", type=int, default=100, help="unmeasured requests first (100)")
+    parser.add_argument("--seed", type=int, default=20261125, help="random seed")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 300 requests, 20 conversations, 200 reference reads, 30 s at most",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.conversations, args.reference_reads = 300, 20, 200
+        args.warmup, args.duration = 20, min(args.duration, 30.0)
+    for name in ("requests", "concurrency", "conversations", "widgets", "reference_reads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 < args.duration <= 600:
+        parser.error("--duration must be in (0, 600] seconds")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_id = uuid.uuid4().hex[:8]
+    load_before = [round(value, 2) for value in os.getloadavg()]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    # The host logs every request; kept outside the repository, removed after a clean run.
+    log_path = Path(tempfile.mkdtemp(prefix="load-host-")) / "host.log"
+    with servers(secrets.token_urlsafe(48), log_path) as (azurite, host):
+        print(
+            f"Azurite pid {azurite.pid} on port {azurite.port}; "
+            f"local host pid {host.process.pid if host.process else None} on port {host.port}",
+            flush=True,
+        )
+        with httpx.Client(base_url=host.base_url, timeout=REQUEST_TIMEOUT) as client:
+            seeded = seed(client, args.widgets, args.conversations, run_id)
+        # Warm-up: first requests pay for imports, connections and caches.
+        run_load(
+            host.base_url,
+            seeded,
+            requests=args.warmup,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            seed_value=args.seed + 1,
+        )
+
+        def make_client() -> TableClient:
+            service = TableServiceClient.from_connection_string(
+                azurite.connection_string, **STORAGE_CLIENT_OPTIONS
+            )
+            return service.get_table_client("conversations")
+
+        partition = seeded.conversations[0][1]
+        sequential = point_reads(make_client, partition, reads=args.reference_reads, concurrency=1)
+        concurrent = point_reads(
+            make_client, partition, reads=args.reference_reads, concurrency=args.concurrency
+        )
+
+        assert host.process is not None
+        assert azurite.process is not None
+        cpu_before = (
+            process_group_cpu_seconds(host.process.pid),
+            process_group_cpu_seconds(azurite.process.pid),
+            time.process_time(),
+        )
+        load = run_load(
+            host.base_url,
+            seeded,
+            requests=args.requests,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            seed_value=args.seed,
+        )
+        cpu_after = (
+            process_group_cpu_seconds(host.process.pid),
+            process_group_cpu_seconds(azurite.process.pid),
+            time.process_time(),
+        )
+    wall = load.wall_seconds or 1.0
+    figures: dict[str, Any] = {
+        "command": "python -m benchmarks.load "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "settings": {
+            "requests": args.requests,
+            "concurrency": args.concurrency,
+            "maxDurationSeconds": args.duration,
+            "conversations": args.conversations,
+            "widgets": args.widgets,
+            "warmupRequests": args.warmup,
+            "referenceReads": args.reference_reads,
+            "seed": args.seed,
+            "mix": dict(MIX),
+            "expectedStatus": EXPECTED_STATUS,
+        },
+        "load": summarize_load(load),
+        "reference": {
+            "what": "Azurite get_entity of one seeded conversation entity, same client options",
+            "sequential": sequential,
+            "concurrent": concurrent,
+        },
+        "cpu": {
+            "hostCoresBusy": round((cpu_after[0] - cpu_before[0]) / wall, 3),
+            "azuriteCoresBusy": round((cpu_after[1] - cpu_before[1]) / wall, 3),
+            "generatorCoresBusy": round((cpu_after[2] - cpu_before[2]) / wall, 3),
+        },
+        "loadAverage": {
+            "before": load_before,
+            "after": [round(value, 2) for value in os.getloadavg()],
+        },
+        "environment": environment(),
+    }
+    args.output.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    print(_table(figures))
+    print(f"\nwritten to {args.output}")
+    if figures["load"]["errors"]:
+        print(f"the local host's log: {log_path}")
+        return 1
+    shutil.rmtree(log_path.parent, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
