@@ -1,0 +1,272 @@
+"""What a reconnect costs in Table storage requests, counted in the SDK's own pipeline.
+
+ARCHITECTURE "Storage design": a reconnect costs one read and one conditional write of the
+conversation entity. Widget settings reads are a separate cost, reported in the messages.
+
+How requests are counted: `per_call_policies` given to `TableServiceClient` never see a
+table request (checked: not even create_table), because `get_table_client` builds each
+TableClient's pipeline from the service's configured policies only. Those do include the
+`CustomHookPolicy` fed by azure-core's `raw_request_hook` keyword, so the recorder is a
+`raw_request_hook`. That hook runs after the retry policy (once per attempt), so the
+client is built with `retry_total=0`: every attempt is a call, none hidden or doubled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import httpx
+import pytest
+from azure.core.pipeline import PipelineRequest
+
+from local.azurite import Azurite
+from shared.service import ReconnectService
+from shared.wiring import set_service
+from tests.conftest import FakeClock, make_service
+
+WIDGET = "w"
+LIMIT_MINUTES = 10
+WRITE_METHODS = {"PUT", "PATCH", "MERGE", "POST", "DELETE"}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One storage request as the SDK sent it."""
+
+    method: str
+    table: str
+    resource: str
+    if_match: str | None
+
+    @property
+    def is_read(self) -> bool:
+        return self.method == "GET"
+
+    @property
+    def is_conditional_write(self) -> bool:
+        return (
+            self.method in {"PUT", "PATCH", "MERGE"}
+            and self.if_match is not None
+            and self.if_match.strip() != "*"
+        )
+
+    def __str__(self) -> str:
+        condition = f" If-Match={self.if_match}" if self.if_match else ""
+        return f"{self.method} {self.table}:{self.resource}{condition}"
+
+
+class RequestLog:
+    """A `raw_request_hook`: records method, path and If-Match of every request sent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[tuple[str, str, str | None]] = []
+
+    def __call__(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        http = request.http_request
+        with self._lock:
+            self._calls.append((http.method, urlsplit(http.url).path, http.headers.get("If-Match")))
+
+    def take(self, table_names: list[str], prefix_length: int) -> list[Call]:
+        """The calls since the last take, with table names stripped of the test's prefix."""
+        with self._lock:
+            raw, self._calls = self._calls, []
+        calls = []
+        for method, path, if_match in raw:
+            segment = unquote(path.rstrip("/").rsplit("/", 1)[-1])
+            table, _, resource = segment.partition("(")
+            if table in table_names:
+                table = table[prefix_length:]
+            calls.append(Call(method, table, resource.rstrip(")"), if_match))
+        return calls
+
+
+@dataclass
+class Counted:
+    service: ReconnectService
+    log: RequestLog
+    api: httpx.Client
+
+    def take(self) -> list[Call]:
+        names = self.service.store.table_names
+        prefix_length = len(names[0]) - len("widgets")
+        return self.log.take(names, prefix_length)
+
+
+@pytest.fixture
+def counted(azurite: Azurite, clock: FakeClock, host_url: str) -> Iterator[Counted]:
+    """The app's service on fresh tables, its every storage request recorded."""
+    log = RequestLog()
+    service = make_service(azurite.connection_string, clock, raw_request_hook=log, retry_total=0)
+    set_service(service)
+    try:
+        with httpx.Client(base_url=host_url + "/api", timeout=30) as api:
+            yield Counted(service, log, api)
+    finally:
+        set_service(None)
+
+
+def _disconnected(counted: Counted, conversation_id: str = "c1") -> str:
+    """Set up a widget and a conversation whose customer left; returns its reconnect ID."""
+    api = counted.api
+    response = api.put(
+        f"/manage/widgets/{WIDGET}",
+        json={
+            "reconnectEnabled": True,
+            "timeLimitMinutes": LIMIT_MINUTES,
+            "portalUrl": "https://contoso.example/chat",
+            "redirectUrl": "https://contoso.example/new",
+        },
+    )
+    assert response.status_code in (200, 201), response.text
+    response = api.put(
+        f"/conversations/{conversation_id}", json={"widgetId": WIDGET, "agentId": "agent-1"}
+    )
+    assert response.status_code == 201, response.text
+    response = api.post(
+        f"/conversations/{conversation_id}/events", json={"type": "customer_disconnected"}
+    )
+    assert response.status_code == 200, response.text
+    counted.take()  # setup costs are not measured
+    return parse_qs(urlsplit(response.json()["reconnectUrl"]).query)["oc.reconnectid"][0]
+
+
+def _summary(calls: list[Call]) -> str:
+    by_table = Counter(f"{call.method} {call.table}" for call in calls)
+    return f"{dict(by_table)}; calls: {[str(call) for call in calls]}"
+
+
+def _of(calls: list[Call], table: str) -> list[Call]:
+    return [call for call in calls if call.table == table]
+
+
+def test_the_counter_sees_the_service_requests(counted: Counted) -> None:
+    """Guard: the policy really is in the pipeline of the tables the app uses."""
+    _disconnected(counted)
+    counted.api.get("/conversations/c1")
+    calls = counted.take()
+    assert [(c.method, c.table, c.resource) for c in _of(calls, "conversations")] == [
+        ("GET", "conversations", "PartitionKey='c1',RowKey='c'")
+    ], _summary(calls)
+
+
+def test_resolving_a_link_costs_exactly_one_read_of_the_conversation(counted: Counted) -> None:
+    reconnect_id = _disconnected(counted)
+
+    response = counted.api.get(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["isReconnectAvailable"] is True
+    calls = counted.take()
+    conversation_calls = _of(calls, "conversations")
+    assert [(c.method, c.resource) for c in conversation_calls] == [
+        ("GET", "PartitionKey='c1',RowKey='c'")
+    ], _summary(calls)
+    assert all(call.is_read for call in calls), f"resolving must not write: {_summary(calls)}"
+    widget_reads = len(_of(calls, "widgets"))
+    assert widget_reads <= 1, f"widget settings reads: {widget_reads}; {_summary(calls)}"
+
+
+def test_continuing_costs_one_read_and_one_conditional_write_of_the_conversation(
+    counted: Counted, clock: FakeClock
+) -> None:
+    reconnect_id = _disconnected(counted)
+    stored = counted.service.store.get_conversation("c1")
+    assert stored is not None
+    counted.take()
+    clock.advance(minutes=2)
+
+    response = counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert response.status_code == 200, response.text
+    calls = counted.take()
+    conversation_calls = _of(calls, "conversations")
+    reads = [call for call in conversation_calls if call.is_read]
+    writes = [call for call in conversation_calls if call.is_conditional_write]
+    message = (
+        f"conversation reads={len(reads)} conditional writes={len(writes)}; "
+        f"widget settings reads={len(_of(calls, 'widgets'))}; {_summary(calls)}"
+    )
+    assert len(reads) <= 1, message
+    assert len(writes) == 1, message
+    assert len(conversation_calls) == len(reads) + len(writes), message
+    assert writes[0].resource == "PartitionKey='c1',RowKey='c'", message
+    # Conditional on exactly the version that was read: a concurrent change makes it fail.
+    assert writes[0].if_match == stored.etag, message
+    assert len(_of(calls, "widgets")) <= 1, message
+    other_writes = [c for c in calls if c.table != "conversations" and c.method in WRITE_METHODS]
+    assert not other_writes, f"a reconnect needs no index upkeep here: {message}"
+
+
+def test_resolving_and_continuing_together_stay_within_two_reads_and_one_write(
+    counted: Counted,
+) -> None:
+    """The widget's whole reconnect: GET the context, then POST the continue."""
+    reconnect_id = _disconnected(counted)
+
+    assert counted.api.get(f"/widgets/{WIDGET}/reconnect/{reconnect_id}").status_code == 200
+    assert counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}").status_code == 200
+
+    calls = counted.take()
+    conversation_calls = _of(calls, "conversations")
+    reads = sum(call.is_read for call in conversation_calls)
+    writes = sum(call.is_conditional_write for call in conversation_calls)
+    message = (
+        f"conversation reads={reads} conditional writes={writes}; "
+        f"widget settings reads={len(_of(calls, 'widgets'))}; {_summary(calls)}"
+    )
+    assert (reads, writes, len(conversation_calls)) == (2, 1, 3), message
+
+
+def test_a_repeated_continue_reads_once_and_writes_nothing(counted: Counted) -> None:
+    reconnect_id = _disconnected(counted)
+    assert counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}").status_code == 200
+    counted.take()
+
+    response = counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert response.status_code == 200, response.text
+    calls = counted.take()
+    assert [(c.method, c.table) for c in _of(calls, "conversations")] == [
+        ("GET", "conversations")
+    ], _summary(calls)
+    assert all(call.is_read for call in calls), _summary(calls)
+
+
+@pytest.mark.parametrize(
+    ("description", "link", "conversation_reads"),
+    [
+        ("expired", None, 1),
+        ("malformed", "not-a-link", 0),
+    ],
+)
+def test_an_unavailable_continue_reads_at_most_once_and_writes_nothing(
+    counted: Counted, clock: FakeClock, description: str, link: Any, conversation_reads: int
+) -> None:
+    reconnect_id = _disconnected(counted)
+    clock.advance(minutes=LIMIT_MINUTES, seconds=1)
+
+    response = counted.api.post(f"/widgets/{WIDGET}/reconnect/{link or reconnect_id}")
+
+    assert response.status_code == 410, response.text
+    calls = counted.take()
+    assert len(_of(calls, "conversations")) == conversation_reads, _summary(calls)
+    assert all(call.is_read for call in calls), _summary(calls)
+
+
+def test_the_timer_is_not_involved_in_a_continue(counted: Counted, clock: FakeClock) -> None:
+    """The deadline is checked at request time: no due-index or checkpoint reads."""
+    reconnect_id = _disconnected(counted)
+    clock.advance(minutes=LIMIT_MINUTES, seconds=-1)
+
+    response = counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert response.status_code == 200, response.text
+    calls = counted.take()
+    assert not _of(calls, "due"), _summary(calls)
+    assert not _of(calls, "enforcer"), _summary(calls)
