@@ -47,7 +47,12 @@ class NotFound(ChatReconnectError):
 
 
 class Conflict(ChatReconnectError):
-    """A create that clashes with what exists (409)."""
+    """The request clashes with what exists (409), e.g. a conflicting registration."""
+
+    def __init__(self, detail: str, state: str | None = None) -> None:
+        super().__init__(detail)
+        # Every 409 about a conversation tells its current state (SPEC 2.2.1).
+        self.state = state
 
 
 class InvalidTransition(ChatReconnectError):

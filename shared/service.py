@@ -246,17 +246,22 @@ class ReconnectService:
         agent_id: str | None,
         customer_id: str | None,
     ) -> None:
+        state = existing.state.value
         if existing.widget_id != widget_id:
-            raise Conflict(f"Conversation '{existing.conversation_id}' belongs to another widget.")
+            raise Conflict(
+                f"Conversation '{existing.conversation_id}' belongs to another widget.", state
+            )
         if agent_id is not None and existing.agent_id != agent_id:
             raise Conflict(
-                f"Conversation '{existing.conversation_id}' is registered with another agent."
+                f"Conversation '{existing.conversation_id}' is registered with another agent.",
+                state,
             )
         if customer_id is not None and existing.customer_key not in self.signer.customer_keys(
             widget_id, customer_id
         ):
             raise Conflict(
-                f"Conversation '{existing.conversation_id}' is registered with another customer."
+                f"Conversation '{existing.conversation_id}' is registered with another customer.",
+                state,
             )
 
     def get_conversation(self, conversation_id: str) -> ConversationResult:
@@ -289,7 +294,8 @@ class ReconnectService:
                 return text
             raise Conflict(
                 "Reconnection is not enabled for this conversation's widget, "
-                "so there is no link to insert."
+                "so there is no link to insert.",
+                result.conversation.state.value,
             )
         return render_quick_reply(text, result.reconnect_url)
 

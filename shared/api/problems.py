@@ -58,7 +58,7 @@ def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], 
     headers: dict[str, str] = {}
     if isinstance(error, errors.BadRequest | errors.ValidationFailed) and error.errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
-    if isinstance(error, errors.InvalidTransition):
+    if isinstance(error, errors.InvalidTransition | errors.Conflict) and error.state:
         body["state"] = error.state
     if isinstance(error, errors.ReconnectUnavailable):
         body["redirectUrl"] = error.redirect_url

@@ -650,6 +650,7 @@ def test_register_again_with_another_widget_agent_or_customer_is_409(
 
     assert response.status_code == 409, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
+    assert response.json()["state"] == "active"  # every 409 names the current state
     assert get(api, "c1") == created
     assert held(api, "agent-2") == 0
 
@@ -732,6 +733,7 @@ def test_quick_reply_while_reconnection_is_off(api: httpx.Client) -> None:
     assert plain.status_code == 200, plain.text
     assert plain.json() == {"text": "Thanks for waiting."}
     assert with_slug.status_code == 409, with_slug.text
+    assert with_slug.json()["state"] == "active"
 
 
 def test_revoke_issues_a_new_link_and_the_old_one_stops_at_once(
