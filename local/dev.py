@@ -34,6 +34,9 @@ DEFAULT_AZURITE_TABLE_PORT = 10002
 HEALTH_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.2
+# The demo's timer: every 5 s rather than the app's 30 s, so a one-minute time limit
+# visibly times out about when it should.
+DEMO_ENFORCE_SCHEDULE = "*/5 * * * * *"
 
 
 class DevError(RuntimeError):
@@ -148,10 +151,12 @@ def _write_pids(directory: Path, pids: Mapping[str, int]) -> None:
 def _host_environment(
     environ: Mapping[str, str], functions_port: int, azurite_port: int, directory: Path
 ) -> dict[str, str]:
-    """The host's environment: ours, plus storage and signing key unless already set."""
+    """The host's environment: ours, plus storage, signing key and timer schedule unless set."""
     env = dict(environ)
     env["FUNCTIONS_PORT"] = str(functions_port)
     env.setdefault("TABLES_CONNECTION_STRING", connection_string(azurite_port))
+    if not env.get("RECONNECT_ENFORCE_SCHEDULE"):
+        env["RECONNECT_ENFORCE_SCHEDULE"] = DEMO_ENFORCE_SCHEDULE
     if not env.get("RECONNECT_SIGNING_KEY"):
         env["RECONNECT_SIGNING_KEY"] = ensure_signing_key(directory)
     env["PYTHONUNBUFFERED"] = "1"  # the host's log lines show up as they happen
@@ -209,6 +214,7 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
                 f"  health   {api}/health\n"
                 f"  openapi  {api}/openapi.json\n"
                 f"  demo     {base_url}/\n"
+                f"  timer    {env['RECONNECT_ENFORCE_SCHEDULE']} (RECONNECT_ENFORCE_SCHEDULE)\n"
                 f"  azurite  http://127.0.0.1:{azurite_port}/{DEV_ACCOUNT}"
                 f" (data in {azurite.location})\n"
                 "Press Ctrl-C to stop."

@@ -42,9 +42,11 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
+
+from local.demo import demo_routes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST_JSON = REPO_ROOT / "host.json"
@@ -695,12 +697,14 @@ def build_app(
     static_dir: Path | None = None,
     *,
     route_prefix: str | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """An ASGI app serving the FunctionApp's HTTP functions and, while running, its timers.
 
     ``environ`` resolves ``%SETTING%`` names in schedules (falling back to ``os.environ``);
     ``static_dir`` is served at ``/`` outside the route prefix; ``route_prefix`` defaults to
-    the repository's host.json (``extensions.http.routePrefix``), else "api".
+    the repository's host.json (``extensions.http.routePrefix``), else "api";
+    ``extra_routes`` (dev-only routes such as the demo's token issuer) come before the functions.
     Raises HostError when a route, schedule or setting cannot be served.
     """
     table = load_functions(function_app, environ, route_prefix)
@@ -716,7 +720,7 @@ def build_app(
             await scheduler.stop()
 
     router = FunctionsRouter(table, static)
-    app = Starlette(routes=[Route("/{path:path}", router)], lifespan=lifespan)
+    app = Starlette(routes=[*extra_routes, Route("/{path:path}", router)], lifespan=lifespan)
     app.state.functions = table
     return app
 
@@ -849,7 +853,10 @@ def main(argv: Sequence[str] | None = None, defaults: Mapping[str, str] | None =
         function_app = load_function_app(args.app)
         environ = {**(setting_defaults() if defaults is None else defaults), **os.environ}
         static_dir = STATIC_DIR if STATIC_DIR.is_dir() else None
-        app = build_app(function_app, environ=environ, static_dir=static_dir)
+        # The demo's dev-only token issuer: mounted here, never by the deployed app.
+        app = build_app(
+            function_app, environ=environ, static_dir=static_dir, extra_routes=demo_routes()
+        )
         sock = _bind(args.port)
     except HostError as error:
         print(f"local host: {error}", file=sys.stderr)
