@@ -99,7 +99,8 @@ def customer_id_from_token(token: str, authentication: Authentication) -> str:
             raise Unauthorized("The customer token has the wrong audience.") from None
         except jwt.MissingRequiredClaimError as missing:
             raise Unauthorized(f"The customer token lacks the '{missing.claim}' claim.") from None
-        except (jwt.PyJWTError, ValueError):
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+            # PyJWT int()s the time claims: a list or an Infinity raises these, not PyJWTError.
             failure = "The customer token is invalid."
             continue
         subject = claims.get("sub")
