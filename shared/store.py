@@ -71,13 +71,30 @@ def customer_row(conversation: Conversation) -> str:
     return f"{inverted:013d}~{conversation.conversation_id}"
 
 
+def _table_missing(error: ResourceNotFoundError) -> bool:
+    # The SDK sets error_code on some operations only; the message always names the code.
+    return getattr(error, "error_code", None) == "TableNotFound" or "TableNotFound" in str(error)
+
+
 def _translate_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Turn transport failures and server errors into StorageUnavailable (answered with 503)."""
+    """Turn transport failures and server errors into StorageUnavailable (answered with 503).
+
+    A table found missing (e.g. an in-memory Azurite restarted under a running app) is
+    created again and the operation retried once, instead of failing until the app restarts.
+    """
 
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return function(*args, **kwargs)
+            try:
+                return function(*args, **kwargs)
+            except ResourceNotFoundError as error:
+                store = args[0] if args else None
+                if not (isinstance(store, TableStore) and _table_missing(error)):
+                    raise
+                logger.warning("A table is missing; creating the tables again")
+                store._tables_ready = False
+                return function(*args, **kwargs)
         except (ResourceModifiedError, ResourceNotFoundError, ResourceExistsError):
             raise
         except HttpResponseError as error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 MAX_URL_LENGTH = 2048
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
@@ -40,8 +40,16 @@ def check_url(value: str) -> str:
 
 
 def with_query_param(url: str, name: str, value: str) -> str:
-    """`url` with the query parameter `name` set to `value`, other parameters kept in order."""
+    """`url` with the query parameter `name` set to `value`, other parameters kept in order.
+
+    The other parameters are kept byte for byte: re-encoding them would turn `%20` into
+    `+` or `flag` into `flag=`, which a portal page may read differently.
+    """
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
-    query.append((name, value))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    query = [
+        pair
+        for pair in parts.query.split("&")
+        if pair and unquote_plus(pair.partition("=")[0]) != name
+    ]
+    query.append(f"{quote(name, safe='')}={quote(value, safe='')}")
+    return urlunsplit(parts._replace(query="&".join(query)))

@@ -48,12 +48,22 @@ def _encode_token(token: Any) -> str:
 
 def _decode_token(text: str) -> Any:
     try:
-        return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        token = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, binascii.Error):
+        token = None
+    # Only the shape the SDK gives us (and nextLink carries) may reach it: anything else
+    # would fail deep in the SDK (500) or silently restart the listing.
+    if not (
+        isinstance(token, dict)
+        and set(token) == {"PartitionKey", "RowKey"}
+        and all(value is None or isinstance(value, str) for value in token.values())
+        and any(token.values())
+    ):
         raise BadRequest(
             "continuationToken is malformed.",
             (FieldError("continuationToken", "use the nextLink of the previous page"),),
-        ) from None
+        )
+    return token
 
 
 def _page_size(text: str | None) -> int:

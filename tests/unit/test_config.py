@@ -1,0 +1,150 @@
+"""shared.config: settings read from an environment mapping, with safe defaults and clear errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from shared.config import (
+    APP_SETTINGS,
+    DEFAULT_CONNECTION_STRING,
+    DEFAULT_ENFORCE_SCHEDULE,
+    ConfigError,
+    load_settings,
+)
+
+KEY = "k" * 32
+AZURE_ENDPOINT = "https://account.table.core.windows.net"
+
+
+def test_defaults_for_local_development() -> None:
+    settings = load_settings({})
+
+    assert settings.tables_connection_string == "UseDevelopmentStorage=true"
+    assert DEFAULT_CONNECTION_STRING == "UseDevelopmentStorage=true"
+    assert settings.tables_endpoint is None
+    assert settings.managed_identity_client_id is None
+    assert settings.previous_signing_key is None
+    assert settings.wrap_up_auto_close_minutes == 15
+    assert settings.enforce_schedule == "*/30 * * * * *"
+    assert DEFAULT_ENFORCE_SCHEDULE == "*/30 * * * * *"
+
+
+def test_empty_values_count_as_unset() -> None:
+    settings = load_settings(
+        {
+            "TABLES_CONNECTION_STRING": "",
+            "TABLES_ENDPOINT": "",
+            "AZURE_CLIENT_ID": "",
+            "RECONNECT_SIGNING_KEY": "",
+            "RECONNECT_PREVIOUS_SIGNING_KEY": "",
+            "WRAP_UP_AUTO_CLOSE_MINUTES": "  ",
+            "RECONNECT_ENFORCE_SCHEDULE": "",
+        }
+    )
+    assert settings.tables_connection_string == DEFAULT_CONNECTION_STRING
+    assert settings.tables_endpoint is None
+    assert settings.managed_identity_client_id is None
+    assert settings.previous_signing_key is None
+    assert settings.wrap_up_auto_close_minutes == 15
+    assert settings.enforce_schedule == DEFAULT_ENFORCE_SCHEDULE
+
+
+def test_values_from_the_environment() -> None:
+    settings = load_settings(
+        {
+            "TABLES_CONNECTION_STRING": "DefaultEndpointsProtocol=http;AccountName=a;",
+            "RECONNECT_SIGNING_KEY": KEY,
+            "RECONNECT_PREVIOUS_SIGNING_KEY": "p" * 40,
+            "WRAP_UP_AUTO_CLOSE_MINUTES": "30",
+            "RECONNECT_ENFORCE_SCHEDULE": "0 */1 * * * *",
+            "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",
+        }
+    )
+    assert settings.tables_connection_string == "DefaultEndpointsProtocol=http;AccountName=a;"
+    assert settings.signing_key == KEY.encode()
+    assert settings.previous_signing_key == b"p" * 40
+    assert settings.wrap_up_auto_close_minutes == 30
+    assert settings.enforce_schedule == "0 */1 * * * *"
+    assert settings.managed_identity_client_id == "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5", "15m", "ten"])
+def test_bad_wrap_up_auto_close_minutes_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="WRAP_UP_AUTO_CLOSE_MINUTES"):
+        load_settings({"WRAP_UP_AUTO_CLOSE_MINUTES": value})
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("15", 15), (" 20 ", 20)])
+def test_good_wrap_up_auto_close_minutes(value: str, expected: int) -> None:
+    assert load_settings({"WRAP_UP_AUTO_CLOSE_MINUTES": value}).wrap_up_auto_close_minutes == (
+        expected
+    )
+
+
+@pytest.mark.parametrize("name", ["RECONNECT_SIGNING_KEY", "RECONNECT_PREVIOUS_SIGNING_KEY"])
+@pytest.mark.parametrize("key", ["short", "x" * 31])
+def test_short_signing_key_is_a_config_error(name: str, key: str) -> None:
+    environ = {"RECONNECT_SIGNING_KEY": KEY, name: key}
+    with pytest.raises(ConfigError, match=name):
+        load_settings(environ)
+
+
+def test_signing_key_of_32_characters_is_enough() -> None:
+    assert load_settings({"RECONNECT_SIGNING_KEY": "x" * 32}).signing_key == b"x" * 32
+
+
+def test_missing_signing_key_in_azure_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="RECONNECT_SIGNING_KEY"):
+        load_settings({"TABLES_ENDPOINT": AZURE_ENDPOINT})
+    with pytest.raises(ConfigError, match="RECONNECT_SIGNING_KEY"):
+        load_settings({"TABLES_ENDPOINT": AZURE_ENDPOINT, "RECONNECT_SIGNING_KEY": ""})
+
+
+def test_azure_settings_with_a_key() -> None:
+    settings = load_settings({"TABLES_ENDPOINT": AZURE_ENDPOINT, "RECONNECT_SIGNING_KEY": KEY})
+    assert settings.tables_endpoint == AZURE_ENDPOINT
+    assert settings.signing_key == KEY.encode()
+
+
+def test_missing_signing_key_locally_is_random_and_warned(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="shared.config"):
+        first = load_settings({}).signing_key
+    second = load_settings({}).signing_key
+
+    assert len(first) >= 32
+    assert len(second) >= 32
+    assert first != second
+    assert any("RECONNECT_SIGNING_KEY" in record.getMessage() for record in caplog.records)
+    assert first.decode() not in caplog.text
+
+
+class RecordingEnviron(Mapping[str, str]):
+    """An environment that records which names were looked up."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.read: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        # Mapping.get calls this too, so every lookup is recorded.
+        self.read.add(name)
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_every_setting_read_is_listed_in_app_settings() -> None:
+    environ = RecordingEnviron({"RECONNECT_SIGNING_KEY": KEY})
+    load_settings(environ)
+    assert environ.read
+    assert environ.read <= set(APP_SETTINGS)
+    assert len(APP_SETTINGS) == len(set(APP_SETTINGS))
