@@ -49,8 +49,9 @@ class Model(BaseModel):
 class RequestModel(Model):
     """A request body: unknown members are refused so typos do not pass silently."""
 
+    # Only the camelCase wire names are accepted: `time_limit_minutes` is an unknown member.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
+        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True
     )
 
 
@@ -163,7 +164,7 @@ class ConversationView(Model):
 class EventBody(Model):
     """A lifecycle event; platforms may send more members, which are ignored."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, strict=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, strict=True)
 
     type: EventType
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None

@@ -594,6 +594,11 @@ def test_unknown_member_in_a_public_key_is_422(rsa_pem: str) -> None:
     assert_problem(put(body), 422, "authentication.publicKeys[0].alg")
 
 
+def test_snake_case_member_is_unknown_and_422() -> None:
+    # Only the camelCase wire names are the contract; a Python-style name is a typo.
+    assert_problem(put({**VALID, "time_limit_minutes": 5}), 422, "time_limit_minutes")
+
+
 # --- malformed requests ---------------------------------------------------------------------
 
 
