@@ -51,7 +51,8 @@ def parse_reconnect_id(reconnect_id: str) -> ParsedReconnectId | None:
         return None
     conversation_id, _, rest = reconnect_id.rpartition(".")
     conversation_id, _, epoch_text = conversation_id.rpartition(".")
-    if not _CONVERSATION_ID.match(conversation_id) or not _TAIL.match(rest):
+    # fullmatch: `$` alone would let a trailing newline through.
+    if not _CONVERSATION_ID.fullmatch(conversation_id) or not _TAIL.fullmatch(rest):
         return None
     if not epoch_text.isascii() or not epoch_text.isdigit() or len(epoch_text) > 10:
         return None
