@@ -56,6 +56,8 @@ def parse_reconnect_id(reconnect_id: str) -> ParsedReconnectId | None:
         return None
     if not epoch_text.isascii() or not epoch_text.isdigit() or len(epoch_text) > 10:
         return None
+    if epoch_text != str(int(epoch_text)):
+        return None  # one spelling per link: no leading zeros
     return ParsedReconnectId(
         conversation_id=conversation_id,
         epoch=int(epoch_text),

@@ -108,7 +108,8 @@ def blueprint() -> func.Blueprint:
 def path_id(req: func.HttpRequest, name: str) -> str:
     """A route id parameter, checked against the contract's id pattern (400 otherwise)."""
     value = str(req.route_params.get(name, ""))
-    if not _ID.match(value):
+    # fullmatch: with match, "$" would also accept a trailing newline.
+    if not _ID.fullmatch(value):
         raise BadRequest(
             f"'{name}' is not a valid id.",
             (FieldError(name, "must match " + ID_PATTERN),),

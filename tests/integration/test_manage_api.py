@@ -650,6 +650,7 @@ def test_wrong_content_type_is_415() -> None:
 
 BAD_IDS = [
     pytest.param("-bad", id="leading-dash"),
+    pytest.param("bad\n", id="trailing-newline"),
     pytest.param(".bad", id="leading-dot"),
     pytest.param("a" * 129, id="129-chars"),
     pytest.param("has space", id="space"),

@@ -236,6 +236,7 @@ GOOD_TAIL = GOOD.rsplit(".", 1)[1]
         pytest.param(f"conv-1.\u0661.{GOOD_TAIL}", id="arabic-indic-digit-epoch"),
         pytest.param(f"conv-1.\u00b2.{GOOD_TAIL}", id="superscript-digit-epoch"),
         pytest.param(f"conv-1.12345678901.{GOOD_TAIL}", id="epoch-over-10-digits"),
+        pytest.param(f"conv-1.00.{GOOD_TAIL}", id="epoch-leading-zero"),
         pytest.param(f"conv-1.0.{GOOD_TAIL[:-1]}", id="tail-too-short"),
         pytest.param(f"conv-1.0.{GOOD_TAIL}A", id="tail-too-long"),
         pytest.param(f"conv-1.0.{GOOD_TAIL[:-1]}=", id="tail-padding"),
