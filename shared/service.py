@@ -106,6 +106,20 @@ class RowOutcome(Enum):
     PENDING = "pending"
 
 
+# What the timer did with one due row: (outcome, agent whose capacity row to drop, seconds
+# late); outcome None when the row could not be handled (it stays for the next run).
+RowResult = tuple[RowOutcome | None, str | None, float]
+
+
+@dataclass(frozen=True)
+class _Expiry:
+    """An outcome the timer decided on and has still to write (conditionally)."""
+
+    found: Versioned[Conversation]
+    outcome: Conversation
+    lateness: float
+
+
 @dataclass
 class EnforcementReport:
     """What one timer run did; logged as one structured line."""
@@ -428,7 +442,9 @@ class ReconnectService:
         """Wrap up expired sessions and auto-close old wrap-ups, from the checkpoint to now.
 
         Cost grows with the number of due rows, not with the number of conversations:
-        only the due-index buckets up to the current minute are read.
+        only the due-index buckets up to the current minute are read. Each expired
+        conversation costs one read and one conditional write; the index rows around
+        them are written and deleted in batches.
         """
         started = time.perf_counter()
         now = self.clock()
@@ -437,73 +453,137 @@ class ReconnectService:
         report.last_bucket = due_bucket(now)
         rows = self.store.due_rows(report.first_bucket, report.last_bucket)
         with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
-            outcomes = list(pool.map(lambda row: self._enforce_row(row, now), rows))
-        done: list[DueRow] = []
-        releases: dict[str, list[str]] = {}
-        lowest_pending = report.last_bucket
-        for row, (outcome, release, lateness) in zip(rows, outcomes, strict=True):
-            if outcome is None:
-                report.errors += 1
-                lowest_pending = min(lowest_pending, row.bucket)
-                continue
-            setattr(report, outcome.value, getattr(report, outcome.value) + 1)
-            if outcome is RowOutcome.PENDING:
-                lowest_pending = min(lowest_pending, row.bucket)
-            else:
-                done.append(row)
-            if release is not None:
-                releases.setdefault(release, []).append(row.conversation_id)
-            report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
-        self.store.delete_due(done)
-        for agent_id, conversation_ids in releases.items():
-            self.store.delete_capacity(agent_id, conversation_ids)
-            report.capacity_released += len(conversation_ids)
+            verdicts = list(pool.map(lambda row: self._judge_row(row, now), rows))
+            # The due rows the outcomes need (a wrap-up's auto-close), in batches and before
+            # any outcome is written, so that a crash never hides a wrap-up from the timer.
+            indexed = self._put_due_rows(
+                [
+                    (due, verdict.outcome.conversation_id)
+                    for verdict in verdicts
+                    if isinstance(verdict, _Expiry)
+                    and (due := domain.due_at(verdict.outcome, self.auto_close_after))
+                ]
+            )
+            outcomes = list(
+                pool.map(
+                    lambda row, verdict: self._finish_row(row, verdict, now, indexed),
+                    rows,
+                    verdicts,
+                )
+            )
+            done: list[DueRow] = []
+            releases: dict[str, list[str]] = {}
+            lowest_pending = report.last_bucket
+            for row, (outcome, release, lateness) in zip(rows, outcomes, strict=True):
+                if outcome is None:
+                    report.errors += 1
+                    lowest_pending = min(lowest_pending, row.bucket)
+                    continue
+                setattr(report, outcome.value, getattr(report, outcome.value) + 1)
+                if outcome is RowOutcome.PENDING:
+                    lowest_pending = min(lowest_pending, row.bucket)
+                else:
+                    done.append(row)
+                if release is not None:
+                    releases.setdefault(release, []).append(row.conversation_id)
+                report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
+            # Index cleanup, one partition per task: the due buckets and the agents' capacity.
+            by_bucket: dict[str, list[DueRow]] = {}
+            for row in done:
+                by_bucket.setdefault(row.bucket, []).append(row)
+            cleanups = [pool.submit(self.store.delete_due, bucket) for bucket in by_bucket.values()]
+            cleanups += [
+                pool.submit(self.store.delete_capacity, agent_id, conversation_ids)
+                for agent_id, conversation_ids in releases.items()
+            ]
+            for cleanup in cleanups:
+                cleanup.result()
+        report.capacity_released = sum(len(ids) for ids in releases.values())
         checkpoint = bucket_before(lowest_pending, CHECKPOINT_MARGIN_MINUTES)
         if checkpoint > report.first_bucket:
             self.store.set_checkpoint(checkpoint)
         report.duration_seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _enforce_row(
-        self, row: DueRow, now: datetime
-    ) -> tuple[RowOutcome | None, str | None, float]:
-        """One due row: (outcome, agent whose capacity row to drop, seconds late). Never raises."""
+    def _put_due_rows(self, rows: list[tuple[datetime, str]]) -> bool:
+        """Write index rows in batches; False if that failed (each row is then written alone)."""
         try:
-            return self._enforce_conversation(row, now)
+            self.store.put_due_rows(rows)
         except Exception:
-            # One bad row must not stop the sweep; it stays indexed for the next run.
+            logger.exception("Could not write the timer's new due rows in batches")
+            return False
+        return True
+
+    def _judge_row(self, row: DueRow, now: datetime) -> RowResult | _Expiry:
+        """Read the conversation of one due row and decide. Never raises."""
+        try:
+            return self._judge(row, self.store.get_conversation(row.conversation_id), now)
+        except Exception:
             logger.exception("Could not enforce the time limit of one conversation")
             return None, None, 0.0
 
-    def _enforce_conversation(
-        self, row: DueRow, now: datetime
-    ) -> tuple[RowOutcome, str | None, float]:
+    def _judge(
+        self, row: DueRow, found: Versioned[Conversation] | None, now: datetime
+    ) -> RowResult | _Expiry:
+        """What the timer does with one due row, given its conversation as just read."""
+        if found is None:
+            return RowOutcome.STALE, None, 0.0
+        conversation = found.value
+        # Repairs capacity rows that a crash between write and cleanup left behind.
+        release = (
+            conversation.agent_id
+            if conversation.agent_id and not conversation.holds_capacity
+            else None
+        )
+        due = domain.due_at(conversation, self.auto_close_after)
+        if due is None or due_bucket(due) != row.bucket:
+            return RowOutcome.STALE, release, 0.0
+        outcome = domain.enforce(conversation, now, self.auto_close_after)
+        if outcome is None:
+            return RowOutcome.PENDING, None, 0.0
+        return _Expiry(found, outcome, (now - due).total_seconds())
+
+    def _finish_row(
+        self, row: DueRow, verdict: RowResult | _Expiry, now: datetime, indexed: bool
+    ) -> RowResult:
+        """Write one row's decided outcome; `indexed`: its due rows were written in the batch.
+
+        Never raises: one bad row must not stop the sweep; it stays indexed for the next run.
+        """
+        if not isinstance(verdict, _Expiry):
+            return verdict
+        try:
+            written = self._write_expiry(verdict) if indexed else None
+            if written is not None:
+                return written
+            # A reconnect or event won the race (or the batch failed): decide again.
+            return self._enforce_conversation(row, now)
+        except Exception:
+            logger.exception("Could not enforce the time limit of one conversation")
+            return None, None, 0.0
+
+    def _write_expiry(self, expiry: _Expiry) -> RowResult | None:
+        """Write a decided outcome if the conversation is unchanged since read, else None."""
+        outcome = expiry.outcome
+        try:
+            self.store.replace_conversation(outcome, expiry.found.etag)
+        except ConcurrencyConflict:
+            return None
+        if outcome.state is State.CLOSED:
+            self.store.delete_customer(outcome)
+        kind = RowOutcome.CLOSED if outcome.state is State.CLOSED else RowOutcome.EXPIRED
+        return kind, outcome.agent_id, expiry.lateness
+
+    def _enforce_conversation(self, row: DueRow, now: datetime) -> RowResult:
+        """One row the careful way: read, decide, write its index rows, write; repeat on a race."""
         for _ in range(MAX_WRITE_ATTEMPTS):
-            found = self.store.get_conversation(row.conversation_id)
-            if found is None:
-                return RowOutcome.STALE, None, 0.0
-            conversation = found.value
-            # Repairs capacity rows that a crash between write and cleanup left behind.
-            release = (
-                conversation.agent_id
-                if conversation.agent_id and not conversation.holds_capacity
-                else None
-            )
-            due = domain.due_at(conversation, self.auto_close_after)
-            if due is None or due_bucket(due) != row.bucket:
-                return RowOutcome.STALE, release, 0.0
-            outcome = domain.enforce(conversation, now, self.auto_close_after)
-            if outcome is None:
-                return RowOutcome.PENDING, None, 0.0
-            self._prepare_indexes(conversation, outcome)
-            try:
-                self.store.replace_conversation(outcome, found.etag)
-            except ConcurrencyConflict:
-                continue  # a reconnect or event won; decide again on what it wrote
-            if outcome.state is State.CLOSED:
-                self.store.delete_customer(outcome)
-            kind = RowOutcome.CLOSED if outcome.state is State.CLOSED else RowOutcome.EXPIRED
-            return kind, outcome.agent_id, (now - due).total_seconds()
+            verdict = self._judge(row, self.store.get_conversation(row.conversation_id), now)
+            if not isinstance(verdict, _Expiry):
+                return verdict
+            self._prepare_indexes(verdict.found.value, verdict.outcome)
+            written = self._write_expiry(verdict)
+            if written is not None:
+                return written
         raise ConcurrencyExhausted("conversation kept changing during enforcement")
 
     # --- shared mechanics ---------------------------------------------------------------

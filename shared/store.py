@@ -405,6 +405,20 @@ class TableStore:
             self._delete_rows("due", bucket, row_keys)
 
     @_translate_errors
+    def put_due_rows(self, rows: Iterable[tuple[datetime, str]]) -> None:
+        """Upsert (moment, conversationId) index rows in batches of at most MAX_BATCH per bucket."""
+        by_bucket: dict[str, list[str]] = {}
+        for moment, conversation_id in rows:
+            by_bucket.setdefault(due_bucket(moment), []).append(conversation_id)
+        client = self._table("due")
+        for bucket, row_keys in by_bucket.items():
+            for start in range(0, len(row_keys), MAX_BATCH):
+                chunk = row_keys[start : start + MAX_BATCH]
+                client.submit_transaction(
+                    [("upsert", {"PartitionKey": bucket, "RowKey": key}) for key in chunk]
+                )
+
+    @_translate_errors
     def put_capacity(self, agent_id: str, conversation_id: str) -> None:
         self._table("capacity").upsert_entity({"PartitionKey": agent_id, "RowKey": conversation_id})
 
@@ -456,6 +470,11 @@ class TableStore:
         client = self._table(table)
         for start in range(0, len(row_keys), MAX_BATCH):
             chunk = row_keys[start : start + MAX_BATCH]
+            if len(chunk) == 1:
+                # A one-operation transaction costs several times a plain delete.
+                with contextlib.suppress(ResourceNotFoundError):
+                    client.delete_entity(partition, chunk[0])
+                continue
             try:
                 client.submit_transaction(
                     [("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk]

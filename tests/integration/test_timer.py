@@ -23,7 +23,7 @@ from azure.functions.timer import TimerRequest
 from local.azurite import Azurite
 from shared.config import DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES
 from shared.domain import Conversation, Event, EventType, State, WidgetSettings
-from shared.errors import ReconnectUnavailable
+from shared.errors import ReconnectUnavailable, StorageUnavailable
 from shared.service import (
     CHECKPOINT_MARGIN_MINUTES,
     ContinueResult,
@@ -598,3 +598,52 @@ def test_the_timer_handler_logs_exactly_one_structured_line(
     assert isinstance(summary["durationSeconds"], int | float)
     assert summary["durationSeconds"] >= 0
     assert conversation(api, "c-logged")["state"] == "wrap_up"
+
+
+# --- failures ---------------------------------------------------------------------------
+
+
+def test_when_the_batched_index_write_fails_each_expiry_is_written_after_its_own_index_row(
+    service: ReconnectService, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"c-nobatch-{number}" for number in range(3)]
+    bulk_disconnected(service, clock, ids)
+
+    def unavailable(rows: object) -> None:
+        raise StorageUnavailable("Table storage is not available right now.")
+
+    monkeypatch.setattr(service.store, "put_due_rows", unavailable)
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.errors) == (3, 0)
+    # Every wrap-up still has the row its auto-close needs.
+    assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), cid) for cid in ids}
+
+
+def test_a_row_that_fails_stays_for_the_next_run_and_does_not_stop_the_others(
+    service: ReconnectService, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = ["c-ok-1", "c-broken", "c-ok-2"]
+    bulk_disconnected(service, clock, ids)
+    read = service.store.get_conversation
+
+    def flaky(conversation_id: str) -> Any:
+        if conversation_id == "c-broken":
+            raise StorageUnavailable("Table storage is not available right now.")
+        return read(conversation_id)
+
+    monkeypatch.setattr(service.store, "get_conversation", flaky)
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.errors) == (2, 1)
+    assert (due_bucket(DEADLINE), "c-broken") in due_rows(azurite, service)
+    assert service.store.get_checkpoint() == bucket_before(
+        due_bucket(DEADLINE), CHECKPOINT_MARGIN_MINUTES
+    )
+    monkeypatch.undo()
+    clock.advance(seconds=30)
+    retried = service.enforce_time_limits()
+    assert (retried.expired, retried.errors) == (1, 0)
+    assert stored(service, "c-broken").end_reason == "reconnect_timeout"
