@@ -9,7 +9,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export FUNCTIONS_PORT ?= 7071
 export AZURITE_TABLE_PORT ?= 10002
 
-.PHONY: dev test deps lint typecheck unit clean chromium bench-load
+.PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep
 
 dev: deps ## Start Azurite and the local Functions host with the demo; Ctrl-C stops both.
 	$(BIN)/python -m local.dev
@@ -55,6 +55,11 @@ unit: deps ## Only the fast, storage-free tests.
 # Pass options with ARGS, e.g. `make bench-load ARGS=--quick`.
 bench-load: deps
 	$(BIN)/python -m benchmarks.load $(ARGS)
+
+# The timer's cost against what is stored and against raw Azurite (own Azurite); writes
+# benchmarks/results/sweep.json. Not part of `make test`. `make bench-sweep ARGS=--quick`.
+bench-sweep: deps
+	$(BIN)/python -m benchmarks.sweep $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mypy_cache .ruff_cache .pytest_cache .dev
