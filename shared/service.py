@@ -170,22 +170,32 @@ class ReconnectService:
     def put_widget(
         self, widget: WidgetSettings, *, if_match: str | None, if_none_match: str | None
     ) -> tuple[Versioned[WidgetSettings], bool]:
-        """Create or replace settings honouring preconditions; returns (saved, created)."""
+        """Create or replace settings honouring preconditions; returns (saved, created).
+
+        Without a precondition a lost race is not the caller's business (412 is for an
+        If-Match that does not hold): it reads again and replaces what won.
+        """
         widget = _stamped(widget, self.clock())
-        current = self.store.get_widget(widget.widget_id)
-        if if_none_match is not None and current is not None:
-            raise PreconditionFailed(f"Widget '{widget.widget_id}' already exists.")
-        if current is None:
-            if if_match is not None:  # If-Match never matches a missing resource, not even *
-                raise PreconditionFailed(f"Widget '{widget.widget_id}' does not exist.")
-            try:
-                return Versioned(widget, self.store.insert_widget(widget)), True
-            except ConcurrencyConflict:
-                raise PreconditionFailed(
-                    f"Widget '{widget.widget_id}' was created concurrently; read it and retry."
-                ) from None
-        _check_if_match(if_match, current.etag)
-        return Versioned(widget, self._replace_widget(widget, current.etag)), False
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current = self.store.get_widget(widget.widget_id)
+            if if_none_match is not None and current is not None:
+                raise PreconditionFailed(f"Widget '{widget.widget_id}' already exists.")
+            if current is None:
+                if if_match is not None:  # If-Match never matches a missing resource, not even *
+                    raise PreconditionFailed(f"Widget '{widget.widget_id}' does not exist.")
+                try:
+                    return Versioned(widget, self.store.insert_widget(widget)), True
+                except ConcurrencyConflict:
+                    if if_none_match is not None:
+                        raise PreconditionFailed(
+                            f"Widget '{widget.widget_id}' was created concurrently."
+                        ) from None
+                    continue
+            _check_if_match(if_match, current.etag)
+            etag = self._replace_widget(widget, current.etag, if_match)
+            if etag is not None:
+                return Versioned(widget, etag), False
+        raise ConcurrencyExhausted("The settings are changing too fast; retry shortly.")
 
     def update_widget(
         self,
@@ -195,26 +205,40 @@ class ReconnectService:
         if_match: str | None,
     ) -> Versioned[WidgetSettings]:
         """Apply `change` to the current settings (e.g. a merge patch) and save conditionally."""
-        current = self.get_widget(widget_id)
-        _check_if_match(if_match, current.etag)
-        updated = _stamped(change(current.value), self.clock())
-        return Versioned(updated, self._replace_widget(updated, current.etag))
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current = self.get_widget(widget_id)
+            _check_if_match(if_match, current.etag)
+            updated = _stamped(change(current.value), self.clock())
+            etag = self._replace_widget(updated, current.etag, if_match)
+            if etag is not None:
+                return Versioned(updated, etag)
+        raise ConcurrencyExhausted("The settings are changing too fast; retry shortly.")
 
     def delete_widget(self, widget_id: str, *, if_match: str | None) -> None:
-        current = self.get_widget(widget_id)
-        _check_if_match(if_match, current.etag)
-        try:
-            self.store.delete_widget(widget_id, current.etag)
-        except ConcurrencyConflict:
-            raise PreconditionFailed(f"Widget '{widget_id}' changed meanwhile.") from None
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current = self.get_widget(widget_id)
+            _check_if_match(if_match, current.etag)
+            try:
+                self.store.delete_widget(widget_id, current.etag)
+            except ConcurrencyConflict:
+                if _names_etag(if_match):
+                    raise PreconditionFailed(f"Widget '{widget_id}' changed meanwhile.") from None
+                continue
+            return
+        raise ConcurrencyExhausted("The settings are changing too fast; retry shortly.")
 
-    def _replace_widget(self, widget: WidgetSettings, etag: str) -> str:
+    def _replace_widget(
+        self, widget: WidgetSettings, etag: str, if_match: str | None
+    ) -> str | None:
+        """The new ETag; None when another write won and the caller named no ETag (re-read)."""
         try:
             return self.store.replace_widget(widget, etag)
         except ConcurrencyConflict:
-            raise PreconditionFailed(
-                f"Widget '{widget.widget_id}' changed meanwhile; read it and retry."
-            ) from None
+            if _names_etag(if_match):
+                raise PreconditionFailed(
+                    f"Widget '{widget.widget_id}' changed meanwhile; read it and retry."
+                ) from None
+            return None
 
     def _widget_or_default(self, widget_id: str) -> WidgetSettings:
         # A deleted widget leaves its conversations behaving as with reconnection off.
@@ -656,6 +680,11 @@ def _newly_holds(before: Conversation | None, after: Conversation) -> bool:
     return after.holds_capacity and not (
         before is not None and before.holds_capacity and before.agent_id == after.agent_id
     )
+
+
+def _names_etag(if_match: str | None) -> bool:
+    """True when If-Match names ETags (not absent, not `*`): a lost race then fails it."""
+    return if_match is not None and if_match.strip() != "*"
 
 
 def _check_if_match(if_match: str | None, etag: str) -> None:
