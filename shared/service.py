@@ -50,6 +50,10 @@ PROMPT_CANDIDATES = 20
 CHECKPOINT_MARGIN_MINUTES = 2
 FIRST_BUCKET = "000000000000"
 TIMER_WORKERS = 8
+# How long after a write that moves an agent's capacity the timer checks the agent's index
+# row (see _note_capacity_change): the bucket of now + 2 min is read from the next minute
+# on, by when the request that wrote it has long finished (SDK retries are bounded).
+CAPACITY_CHECK_DELAY = timedelta(minutes=2)
 
 
 def utc_now() -> datetime:
@@ -135,6 +139,9 @@ class EnforcementReport:
     past_due: bool = False
     capacity_released: int = 0
     errors: int = 0
+    # Capacity checks done (index row made to agree with the conversation), and failed.
+    capacity_checked: int = 0
+    capacity_check_errors: int = 0
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -269,6 +276,7 @@ class ReconnectService:
             created = domain.new_conversation(
                 conversation_id, widget_id, agent_id, customer_key, self.clock()
             )
+            self._note_capacity_change(None, created)
             self._prepare_indexes(None, created)
             try:
                 self.store.insert_conversation(created)
@@ -523,11 +531,44 @@ class ReconnectService:
             for cleanup in cleanups:
                 cleanup.result()
         report.capacity_released = sum(len(ids) for ids in releases.values())
+        self._check_capacity(report)
         checkpoint = bucket_before(lowest_pending, CHECKPOINT_MARGIN_MINUTES)
         if checkpoint > report.first_bucket:
             self.store.set_checkpoint(checkpoint)
         report.duration_seconds = round(time.perf_counter() - started, 3)
         return report
+
+    def _check_capacity(self, report: EnforcementReport) -> None:
+        """Make capacity rows agree with their conversations where a write noted a change.
+
+        Runs after this run's own outcomes are written, so it reads them. Checks are read
+        from the first bucket on (done ones are deleted), so one that fails simply stays
+        for the next run without holding the due checkpoint back.
+        """
+        checks = self.store.capacity_checks(report.last_bucket)
+        pairs = list(dict.fromkeys((c.conversation_id, c.agent_id) for c in checks))
+        with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
+            results = list(pool.map(self._check_capacity_row, pairs))
+        failed = {pair for pair, done in zip(pairs, results, strict=True) if not done}
+        self.store.delete_capacity_checks(
+            c for c in checks if (c.conversation_id, c.agent_id) not in failed
+        )
+        report.capacity_checked = len(pairs) - len(failed)
+        report.capacity_check_errors = len(failed)
+
+    def _check_capacity_row(self, pair: tuple[str, str]) -> bool:
+        """The agent's row for the conversation exists iff the conversation holds the agent."""
+        conversation_id, agent_id = pair
+        try:
+            found = self.store.get_conversation(conversation_id)
+            if found and found.value.holds_capacity and found.value.agent_id == agent_id:
+                self.store.put_capacity(agent_id, conversation_id)
+            else:
+                self.store.delete_capacity(agent_id, [conversation_id])
+        except Exception:
+            logger.exception("Could not check the capacity row of one conversation")
+            return False
+        return True
 
     def _put_due_rows(self, rows: list[tuple[datetime, str]]) -> bool:
         """Write index rows in batches; False if that failed (each row is then written alone)."""
@@ -632,16 +673,42 @@ class ReconnectService:
     def _write(self, found: Versioned[Conversation], changed: Conversation) -> bool:
         """Write `changed` over `found` if nobody else wrote first, keeping indexes in step."""
         before = found.value
+        self._note_capacity_change(before, changed)
         self._prepare_indexes(before, changed)
         try:
             self.store.replace_conversation(changed, found.etag)
         except ConcurrencyConflict:
-            # The winner may not hold this agent: drop the capacity row written for us.
+            # The winner may not hold this agent: drop the capacity row written for us,
+            # unless the winner holds it too (a retried agent_assigned racing itself).
             if _newly_holds(before, changed) and changed.agent_id:
-                self.store.delete_capacity(changed.agent_id, [changed.conversation_id])
+                winner = self.store.get_conversation(changed.conversation_id)
+                if not (
+                    winner is not None
+                    and winner.value.holds_capacity
+                    and winner.value.agent_id == changed.agent_id
+                ):
+                    self.store.delete_capacity(changed.agent_id, [changed.conversation_id])
             return False
         self._settle_indexes(before, changed)
         return True
+
+    def _note_capacity_change(self, before: Conversation | None, after: Conversation) -> None:
+        """Before a write that moves an agent's capacity, ask the timer to check the row later.
+
+        The conversation and its capacity row are separate writes: storage failing or the
+        process dying between them (the row written for a conversation never stored, or
+        left behind by one that let the agent go) would leave the index wrong until the
+        auto-close, or for good after agent_closed clears the agent. The note is written
+        first, so whatever happens next, the timer brings the row in line.
+        """
+        held_before = before.agent_id if before is not None and before.holds_capacity else None
+        held_after = after.agent_id if after.holds_capacity else None
+        if held_before == held_after:
+            return
+        due = self.clock() + CAPACITY_CHECK_DELAY
+        for agent_id in (held_before, held_after):
+            if agent_id is not None:
+                self.store.put_capacity_check(due, after.conversation_id, agent_id)
 
     def _prepare_indexes(self, before: Conversation | None, after: Conversation) -> None:
         """Index rows `after` needs, written before it so a crash never hides it from the timer."""

@@ -48,6 +48,9 @@ MAX_BATCH = 100
 SETTINGS_ROW = "settings"
 CONVERSATION_ROW = "c"
 CHECKPOINT_KEY = ("checkpoint", "due")
+# Capacity checks live in the timer's own table, one partition per minute bucket:
+# "capacity-yyyyMMddHHmm" sorts apart from the checkpoint's partition.
+CAPACITY_CHECKS = "capacity-"
 TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enforcer")
 # Inverted-time row keys sort newest first; this bound is far beyond any real date.
 _INVERT_BASE = 10**13
@@ -242,6 +245,21 @@ class DueRow:
 
     bucket: str
     conversation_id: str
+
+
+@dataclass(frozen=True)
+class CapacityCheck:
+    """A note for the timer: from this minute on, make the agent's capacity row for this
+    conversation agree with the conversation (see ReconnectService._note_capacity_change)."""
+
+    bucket: str
+    conversation_id: str
+    agent_id: str
+
+    @property
+    def row_key(self) -> str:
+        # Ids never hold "~" (ID_PATTERN), so the pair stays unambiguous.
+        return f"{self.conversation_id}~{self.agent_id}"
 
 
 class TableStore:
@@ -501,6 +519,38 @@ class TableStore:
         self._table("enforcer").upsert_entity(
             {"PartitionKey": partition, "RowKey": row, "bucket": bucket}
         )
+
+    # --- capacity checks ----------------------------------------------------------------
+
+    @_translate_errors
+    def put_capacity_check(self, moment: datetime, conversation_id: str, agent_id: str) -> None:
+        check = CapacityCheck(due_bucket(moment), conversation_id, agent_id)
+        self._table("enforcer").upsert_entity(
+            {"PartitionKey": CAPACITY_CHECKS + check.bucket, "RowKey": check.row_key}
+        )
+
+    @_translate_errors
+    def capacity_checks(self, last_bucket: str) -> list[CapacityCheck]:
+        """Every check noted for a bucket up to `last_bucket` (done ones are deleted)."""
+        entities = self._table("enforcer").query_entities(
+            "PartitionKey ge @first and PartitionKey le @last",
+            parameters={"first": CAPACITY_CHECKS, "last": CAPACITY_CHECKS + last_bucket},
+            select=["PartitionKey", "RowKey"],
+        )
+        checks = []
+        for entity in entities:
+            conversation_id, _, agent_id = str(entity["RowKey"]).partition("~")
+            bucket = str(entity["PartitionKey"]).removeprefix(CAPACITY_CHECKS)
+            checks.append(CapacityCheck(bucket, conversation_id, agent_id))
+        return checks
+
+    @_translate_errors
+    def delete_capacity_checks(self, checks: Iterable[CapacityCheck]) -> None:
+        by_bucket: dict[str, list[str]] = {}
+        for check in checks:
+            by_bucket.setdefault(check.bucket, []).append(check.row_key)
+        for bucket, row_keys in by_bucket.items():
+            self._delete_rows("enforcer", CAPACITY_CHECKS + bucket, row_keys)
 
 
 def bucket_before(bucket: str, minutes: int) -> str:

@@ -1,0 +1,645 @@
+"""Storage faults under load (issue 8, item 2): Azurite stops in the middle of a burst of
+mixed requests and starts again.
+
+The test runs an Azurite of its own, persisting to a folder so that the data survives the
+restart, and serves a fresh FunctionApp (the blueprints of function_app.py) over HTTP in
+this process, with a service on that Azurite and a FakeClock. Worker threads fire a fixed,
+seeded plan of mixed requests (registrations, lifecycle events, continues, declines,
+settings PUT/PATCH, reads); the main thread stops Azurite once the burst is under way,
+keeps it down while the workers go on, starts it again on the same port and folder, and
+lets the burst finish. Every answer is recorded with the phase it was sent and answered in.
+
+Asserted: no 500 ever; an answer sent and received while storage was down is a 503
+problem with Retry-After; once storage is back everything succeeds; and after one timer
+run the indexes agree with the conversations, row for row (the raw index rows are
+compared, not what the verifying readers would show).
+
+Azurite is stopped with SIGINT, the signal it shuts down cleanly on (SIGTERM loses what
+it wrote since its last autosave): storage that loses acknowledged writes is not what
+this test is about.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import azure.functions as func
+import httpx
+import pytest
+from azure.data.tables import TableServiceClient
+
+from local.azurite import Azurite
+from local.host import build_app, serve_in_thread
+from shared import domain
+from shared.api import manage, ops, platform, timers, widget
+from shared.domain import Conversation, Event, EventType, WidgetSettings
+from shared.errors import PreconditionFailed, StorageUnavailable
+from shared.service import CAPACITY_CHECK_DELAY, EnforcementReport, ReconnectService
+from shared.store import TABLE_NAMES, due_bucket
+from shared.wiring import set_service
+from tests.conftest import FakeClock, make_service
+
+WIDGET = "demo"
+PORTAL = "https://contoso.example/chat"
+AGENTS = tuple(f"agent-{n}" for n in range(4))
+SEEDED = 96  # conversations registered before the burst, all active with an agent
+WORKERS = 8
+PLAN_LENGTH = 1200  # more than the phases below need; the burst never runs past it
+# Requests *sent* in each phase before the main thread moves on.
+BEFORE_OUTAGE, DURING_OUTAGE, AFTER_OUTAGE = 80, 80, 80
+PHASE_TIMEOUT = 120.0  # seconds; a phase that takes longer fails the test
+PROBLEM = "application/problem+json"
+
+UP, STOPPING, DOWN, STARTING, BACK = "up", "stopping", "down", "starting", "back"
+
+
+# --- the app and its storage ---------------------------------------------------------------
+
+
+def fresh_function_app() -> func.FunctionApp:
+    """The blueprints of function_app.py on a new FunctionApp (its get_functions runs once)."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
+        app.register_functions(blueprint)
+    return app
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    environ = {"RECONNECT_ENFORCE_SCHEDULE": "0 0 0 1 1 *"}  # the test runs the timer itself
+    with serve_in_thread(build_app(fresh_function_app(), environ)) as url:
+        yield url + "/api"
+
+
+@pytest.fixture
+def persistent_azurite(tmp_path: Path) -> Iterator[Azurite]:
+    server = Azurite(location=tmp_path / "azurite").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def in_memory_azurite() -> Iterator[Azurite]:
+    server = Azurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def stop_cleanly(server: Azurite, timeout: float = 30.0) -> None:
+    """Stop Azurite by its PID with SIGINT, on which it saves its data before exiting."""
+    assert server.process is not None
+    assert server.process.poll() is None
+    os.killpg(server.process.pid, signal.SIGINT)
+    server.process.wait(timeout)
+
+
+def install(server: Azurite, clock: FakeClock) -> ReconnectService:
+    service = make_service(server.connection_string, clock)
+    set_service(service)
+    return service
+
+
+# --- the burst -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One planned request and the answers the contract allows for it (503 aside)."""
+
+    kind: str
+    method: str
+    path: str
+    allowed: frozenset[int]
+    body: Any = None
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    call: Call
+    sent: str
+    answered: str
+    status: int
+    headers: dict[str, str]
+    body: Any
+    seconds: float
+
+
+@dataclass
+class Seed:
+    conversations: list[str]
+    links: dict[str, str]
+
+
+def link_id(reconnect_url: str) -> str:
+    return parse_qs(urlsplit(reconnect_url).query)["oc.reconnectid"][0]
+
+
+def settings_body(rng: random.Random) -> dict[str, Any]:
+    return {"reconnectEnabled": True, "timeLimitMinutes": rng.randint(5, 30), "portalUrl": PORTAL}
+
+
+def plan(seed: Seed, rng: random.Random) -> list[Call]:
+    """A fixed mix of requests, weighted towards the ones that move agent capacity."""
+    event_answers = frozenset({200, 409})
+    calls: list[Call] = []
+    for n in range(PLAN_LENGTH):
+        conversation = rng.choice(seed.conversations)
+        kind = rng.choices(
+            [
+                "register",
+                "disconnect",
+                "continue",
+                "agent_ended",
+                "agent_closed",
+                "decline",
+                "put_settings",
+                "patch_settings",
+                "get",
+                "capacity",
+            ],
+            weights=[4, 4, 4, 2, 2, 1, 1, 1, 2, 1],
+        )[0]
+        if kind == "register":
+            body = {"widgetId": WIDGET, "agentId": rng.choice(AGENTS)}
+            calls.append(Call(kind, "PUT", f"conversations/b{n}", frozenset({200, 201}), body))
+        elif kind in ("disconnect", "agent_ended", "agent_closed"):
+            event = "customer_disconnected" if kind == "disconnect" else kind
+            body = {"type": event, "eventId": f"e{n}"}
+            path = f"conversations/{conversation}/events"
+            calls.append(Call(kind, "POST", path, event_answers, body))
+        elif kind in ("continue", "decline"):
+            path = f"widgets/{WIDGET}/reconnect/{seed.links[conversation]}"
+            if kind == "continue":
+                calls.append(Call(kind, "POST", path, frozenset({200, 410})))
+            else:
+                calls.append(Call(kind, "POST", path + "/decline", frozenset({204})))
+        elif kind == "put_settings":
+            path = f"manage/widgets/{WIDGET}"
+            calls.append(Call(kind, "PUT", path, frozenset({200}), settings_body(rng)))
+        elif kind == "patch_settings":
+            path = f"manage/widgets/{WIDGET}"
+            body = {"timeLimitMinutes": rng.randint(5, 30)}
+            calls.append(
+                Call(kind, "PATCH", path, frozenset({200}), body, "application/merge-patch+json")
+            )
+        elif kind == "get":
+            calls.append(Call(kind, "GET", f"conversations/{conversation}", frozenset({200})))
+        else:
+            agent = rng.choice(AGENTS)
+            calls.append(Call(kind, "GET", f"agents/{agent}/capacity", frozenset({200})))
+    return calls
+
+
+@dataclass
+class Burst:
+    """Workers firing a plan of calls; the main thread moves the phase along."""
+
+    base_url: str
+    calls: list[Call]
+    phase: str = UP
+    outcomes: list[Outcome] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+    _next: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _finished: threading.Event = field(default_factory=threading.Event)
+
+    def _take(self) -> Call | None:
+        with self._lock:
+            if self._finished.is_set() or self._next >= len(self.calls):
+                return None
+            call = self.calls[self._next]
+            self._next += 1
+            return call
+
+    def _work(self) -> None:
+        try:
+            with httpx.Client(base_url=self.base_url, timeout=60) as client:
+                while (call := self._take()) is not None:
+                    sent = self.phase
+                    started = time.monotonic()
+                    response = client.request(
+                        call.method,
+                        call.path,
+                        json=call.body,
+                        headers={"content-type": call.content_type} if call.body else {},
+                    )
+                    seconds = time.monotonic() - started
+                    body = response.json() if response.content else None
+                    outcome = Outcome(
+                        call,
+                        sent,
+                        self.phase,
+                        response.status_code,
+                        {k.lower(): v for k, v in response.headers.items()},
+                        body,
+                        seconds,
+                    )
+                    with self._lock:
+                        self.outcomes.append(outcome)
+        except BaseException as error:  # surfaced by the main thread
+            self.errors.append(error)
+
+    def sent_in(self, phase: str) -> int:
+        with self._lock:
+            return sum(1 for outcome in self.outcomes if outcome.sent == phase)
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + PHASE_TIMEOUT
+        while not condition():
+            assert not self.errors, self.errors
+            assert self._next < len(self.calls), f"the plan ran out before {what}"
+            assert time.monotonic() < deadline, f"no {what} within {PHASE_TIMEOUT} s"
+            time.sleep(0.02)
+
+    def run(self, outage: Callable[[Burst], None]) -> None:
+        threads = [threading.Thread(target=self._work, daemon=True) for _ in range(WORKERS)]
+        for thread in threads:
+            thread.start()
+        try:
+            outage(self)
+        finally:
+            self._finished.set()
+            for thread in threads:
+                thread.join(PHASE_TIMEOUT)
+        assert not any(thread.is_alive() for thread in threads), "a worker hangs"
+        assert not self.errors, self.errors
+
+
+def seed_data(api: httpx.Client) -> Seed:
+    response = api.put(
+        f"manage/widgets/{WIDGET}",
+        json={"reconnectEnabled": True, "timeLimitMinutes": 10, "portalUrl": PORTAL},
+    )
+    assert response.status_code == 201, response.text
+    conversations = [f"s{n}" for n in range(SEEDED)]
+    links = {}
+    for n, conversation in enumerate(conversations):
+        response = api.put(
+            f"conversations/{conversation}",
+            json={"widgetId": WIDGET, "agentId": AGENTS[n % len(AGENTS)]},
+        )
+        assert response.status_code == 201, response.text
+        links[conversation] = link_id(response.json()["reconnectUrl"])
+    # A third disconnected already, so that continues have something to continue.
+    for conversation in conversations[::3]:
+        response = api.post(
+            f"conversations/{conversation}/events", json={"type": "customer_disconnected"}
+        )
+        assert response.status_code == 200, response.text
+    return Seed(conversations, links)
+
+
+# --- what must hold afterwards ------------------------------------------------------------
+
+
+def assert_unavailable(outcome: Outcome) -> None:
+    detail = f"{outcome.call.method} {outcome.call.path}: {outcome.status} {outcome.body}"
+    assert outcome.status == 503, detail
+    assert int(outcome.headers.get("retry-after", "0")) > 0, detail
+    assert outcome.headers.get("content-type", "").split(";")[0] == PROBLEM, detail
+    assert isinstance(outcome.body, dict), detail
+    assert outcome.body.get("status") == 503, detail
+    assert {"type", "title", "detail"} <= set(outcome.body), detail
+
+
+def assert_indexes_agree(service: ReconnectService, connection_string: str) -> None:
+    """The raw index rows match the conversations exactly (capacity) or cover them (due)."""
+    tables = dict(zip(TABLE_NAMES, service.store.table_names, strict=True))
+    account = TableServiceClient.from_connection_string(connection_string)
+
+    def rows(name: str) -> list[dict[str, Any]]:
+        return list(account.get_table_client(tables[name]).list_entities())
+
+    conversations = []
+    for entity in rows("conversations"):
+        found = service.store.get_conversation(entity["PartitionKey"])
+        assert found is not None
+        conversations.append(found.value)
+
+    capacity_rows = {(row["PartitionKey"], row["RowKey"]) for row in rows("capacity")}
+    holding = {(c.agent_id, c.conversation_id) for c in conversations if c.holds_capacity}
+    assert holding - capacity_rows == set(), "conversations holding capacity without a row"
+    assert capacity_rows - holding == set(), "capacity rows of conversations not holding it"
+    # The same through the store's own query, agent by agent.
+    for agent in {agent for agent, _ in capacity_rows | holding}:
+        expected = {c for a, c in holding if a == agent}
+        assert set(service.store.capacity_rows(agent)) == expected, agent
+
+    due_rows = {(row["PartitionKey"], row["RowKey"]) for row in rows("due")}
+    needed = set()
+    for conversation in conversations:
+        due = domain.due_at(conversation, service.auto_close_after)
+        if due is not None:
+            needed.add((due_bucket(due), conversation.conversation_id))
+    assert needed - due_rows == set(), "conversations the timer would never look at"
+
+
+# --- the tests -----------------------------------------------------------------------------
+
+
+def test_a_storage_outage_mid_burst_answers_503_and_loses_nothing(
+    base_url: str, persistent_azurite: Azurite, clock: FakeClock
+) -> None:
+    service = install(persistent_azurite, clock)
+    try:
+        with httpx.Client(base_url=base_url, timeout=60) as api:
+            seed = seed_data(api)
+            burst = Burst(base_url, plan(seed, random.Random(8)))
+
+            def outage(burst: Burst) -> None:
+                burst.wait_for(lambda: burst.sent_in(UP) >= BEFORE_OUTAGE, "burst")
+                burst.phase = STOPPING
+                stop_cleanly(persistent_azurite)
+                burst.phase = DOWN
+                burst.wait_for(lambda: burst.sent_in(DOWN) >= DURING_OUTAGE, "outage answers")
+                burst.phase = STARTING
+                persistent_azurite.start()
+                burst.phase = BACK
+                burst.wait_for(lambda: burst.sent_in(BACK) >= AFTER_OUTAGE, "recovery")
+
+            burst.run(outage)
+            outcomes = burst.outcomes
+            tally = Counter((f"{o.sent}->{o.answered}", o.status) for o in outcomes)
+            print("storage faults:", sorted(tally.items()))
+            slowest = max(o.seconds for o in outcomes if o.sent == DOWN)
+            print(f"slowest answer sent during the outage: {slowest:.2f} s")
+
+            # Never a 500; only what the contract allows, or 503.
+            for outcome in outcomes:
+                allowed = outcome.call.allowed | {503}
+                assert outcome.status in allowed, (
+                    f"{outcome.call.kind} {outcome.call.path} ({outcome.sent}->"
+                    f"{outcome.answered}): {outcome.status} {outcome.body}"
+                )
+                if outcome.status == 503:
+                    assert_unavailable(outcome)
+            # While storage is down, every answer is a 503.
+            for outcome in outcomes:
+                if outcome.sent == outcome.answered == DOWN:
+                    assert_unavailable(outcome)
+            # Once it is back, everything succeeds.
+            back = [o for o in outcomes if o.sent == BACK]
+            assert [o for o in back if o.status == 503] == []
+            assert [o for o in outcomes if o.answered == UP and o.status == 503] == []
+            assert sum(1 for o in back if 200 <= o.status < 300) > 0
+
+            # New work after the outage.
+            assert api.get("health").status_code == 200
+            response = api.put("conversations/after-1", json={"widgetId": WIDGET, "agentId": "a"})
+            assert response.status_code == 201, response.text
+            link = link_id(response.json()["reconnectUrl"])
+            response = api.post(
+                "conversations/after-1/events", json={"type": "customer_disconnected"}
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["customerConnected"] is False
+            response = api.post(f"widgets/{WIDGET}/reconnect/{link}")
+            assert response.status_code == 200, response.text
+            assert response.json()["sameAgent"] is True
+            response = api.patch(
+                f"manage/widgets/{WIDGET}",
+                json={"timeLimitMinutes": 12},
+                headers={"content-type": "application/merge-patch+json"},
+            )
+            assert response.status_code == 200, response.text
+            assert api.get("agents/a/capacity").json()["held"] == 1
+
+        # One timer run, once the capacity checks the burst noted are due.
+        clock.advance(seconds=(CAPACITY_CHECK_DELAY + timedelta(minutes=1)).total_seconds())
+        report = service.enforce_time_limits()
+        assert (report.errors, report.capacity_check_errors) == (0, 0), report
+        assert_indexes_agree(service, persistent_azurite.connection_string)
+    finally:
+        set_service(None)
+
+
+def test_after_an_in_memory_restart_concurrent_first_requests_make_the_tables_again(
+    base_url: str, in_memory_azurite: Azurite, clock: FakeClock
+) -> None:
+    """An in-memory Azurite restarted loses every table; the first requests, all at once,
+    find them missing, make them again and answer as on an empty account."""
+    install(in_memory_azurite, clock)
+    try:
+        with httpx.Client(base_url=base_url, timeout=60) as api:
+            seed = seed_data(api)
+            in_memory_azurite.restart()
+
+            calls = [
+                ("GET", "health", None, 200),
+                ("GET", "manage/widgets", None, 200),
+                ("GET", f"manage/widgets/{WIDGET}", None, 404),
+                ("GET", f"conversations/{seed.conversations[0]}", None, 404),
+                ("POST", f"widgets/{WIDGET}/reconnect/{seed.links['s0']}", None, 404),
+                ("GET", f"agents/{AGENTS[0]}/capacity", None, 200),
+                ("PUT", "manage/widgets/fresh", {"reconnectEnabled": False}, 201),
+                ("PUT", "conversations/orphan", {"widgetId": WIDGET}, 404),
+            ] * 2
+            barrier = threading.Barrier(len(calls))
+
+            def fire(call: tuple[str, str, Any, int]) -> tuple[int, int, str]:
+                method, path, body, expected = call
+                with httpx.Client(base_url=base_url, timeout=60) as client:
+                    barrier.wait(timeout=30)
+                    response = client.request(method, path, json=body)
+                return response.status_code, expected, f"{method} {path}: {response.text}"
+
+            with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+                answers = list(pool.map(fire, calls))
+            for status, expected, detail in answers:
+                # Two identical PUTs race to create "fresh": one creates, one replaces.
+                assert status == expected or (expected == 201 and status == 200), detail
+
+            response = api.put(
+                f"manage/widgets/{WIDGET}",
+                json={"reconnectEnabled": True, "timeLimitMinutes": 10, "portalUrl": PORTAL},
+            )
+            assert response.status_code == 201, response.text
+            response = api.put("conversations/again", json={"widgetId": WIDGET, "agentId": "a"})
+            assert response.status_code == 201, response.text
+            link = link_id(response.json()["reconnectUrl"])
+            response = api.post(
+                "conversations/again/events", json={"type": "customer_disconnected"}
+            )
+            assert response.status_code == 200, response.text
+            assert api.post(f"widgets/{WIDGET}/reconnect/{link}").status_code == 200
+    finally:
+        set_service(None)
+
+
+# --- crashes between a conversation and its capacity row, made deterministic ---------------
+
+
+def _unavailable(*args: Any, **kwargs: Any) -> Any:
+    raise StorageUnavailable("Table storage is not available right now.")
+
+
+def _registered(service: ReconnectService, agent: str | None = "agent-1") -> Conversation:
+    service.put_widget(WidgetSettings("w", True, 10, PORTAL), if_match=None, if_none_match=None)
+    return service.register("c1", "w", agent, None)[0].conversation
+
+
+def _after_one_timer_run(service: ReconnectService, clock: FakeClock) -> EnforcementReport:
+    clock.advance(seconds=(CAPACITY_CHECK_DELAY + timedelta(minutes=1)).total_seconds())
+    report = service.enforce_time_limits()
+    assert (report.errors, report.capacity_check_errors) == (0, 0), report
+    return report
+
+
+@pytest.mark.parametrize(
+    "event", [EventType.AGENT_ENDED, EventType.AGENT_CLOSED, EventType.CUSTOMER_ENDED]
+)
+def test_a_capacity_row_left_by_a_failure_after_the_conversation_write_goes_with_the_next_run(
+    event: EventType, service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _registered(service)
+    with monkeypatch.context() as patched:
+        patched.setattr(service.store, "delete_capacity", _unavailable)
+        with pytest.raises(StorageUnavailable):
+            service.apply_event("c1", Event(event), None)
+    ended = service.get_conversation("c1").conversation
+    assert not ended.holds_capacity  # the conversation changed; its row was left behind
+    assert service.store.capacity_rows("agent-1") == ["c1"]
+
+    report = _after_one_timer_run(service, clock)
+
+    assert service.store.capacity_rows("agent-1") == []
+    assert report.capacity_checked >= 1
+    assert service.get_conversation("c1").conversation == ended
+
+
+def test_a_decline_whose_cleanup_fails_is_completed_by_the_next_run(
+    service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conversation = _registered(service)
+    session = service.customer_session("w", None)
+    link = service.signer.reconnect_id(conversation)
+    with monkeypatch.context() as patched:
+        patched.setattr(service.store, "delete_capacity", _unavailable)
+        with pytest.raises(StorageUnavailable):
+            service.decline(session, link)
+    assert service.store.capacity_rows("agent-1") == ["c1"]
+
+    _after_one_timer_run(service, clock)
+
+    assert service.store.capacity_rows("agent-1") == []
+
+
+def test_a_capacity_row_of_a_registration_that_never_got_stored_goes_with_the_next_run(
+    service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.put_widget(WidgetSettings("w", True, 10, PORTAL), if_match=None, if_none_match=None)
+    with monkeypatch.context() as patched:
+        patched.setattr(service.store, "insert_conversation", _unavailable)
+        with pytest.raises(StorageUnavailable):
+            service.register("c1", "w", "agent-1", None)
+    assert service.store.get_conversation("c1") is None
+    assert service.store.capacity_rows("agent-1") == ["c1"]
+
+    _after_one_timer_run(service, clock)
+
+    assert service.store.capacity_rows("agent-1") == []
+
+
+def test_a_change_that_never_got_written_keeps_its_capacity_row(
+    service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _registered(service)
+    with monkeypatch.context() as patched:
+        patched.setattr(service.store, "replace_conversation", _unavailable)
+        with pytest.raises(StorageUnavailable):
+            service.apply_event("c1", Event(EventType.AGENT_ENDED), None)
+
+    report = _after_one_timer_run(service, clock)
+
+    assert service.get_conversation("c1").conversation.holds_capacity
+    assert service.store.capacity_rows("agent-1") == ["c1"]
+    assert report.capacity_checked == 1
+
+
+def test_a_retried_assignment_racing_itself_keeps_the_capacity_row(
+    service: ReconnectService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loser of the race must not delete the row the winner (same agent) needs."""
+    _registered(service, agent=None)
+    replace = service.store.replace_conversation
+    raced: list[str] = []
+
+    def racing(conversation: Conversation, etag: str) -> str:
+        if not raced:
+            raced.append(etag)
+            replace(conversation, etag)  # the same event, applied by a concurrent retry
+        return replace(conversation, etag)  # the stale ETag now: ConcurrencyConflict
+
+    monkeypatch.setattr(service.store, "replace_conversation", racing)
+    result = service.apply_event("c1", Event(EventType.AGENT_ASSIGNED, "agent-1"), "assign-1")
+
+    assert raced
+    assert result.conversation.holds_capacity
+    assert service.store.capacity_rows("agent-1") == ["c1"]
+
+
+# --- settings edits racing each other ------------------------------------------------------
+
+
+def test_a_settings_write_without_if_match_that_loses_a_race_reads_again_and_wins(
+    service: ReconnectService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """412 is for an If-Match that does not hold; an unconditional write just goes last."""
+    saved, _ = service.put_widget(
+        WidgetSettings("w", True, 10, PORTAL), if_match=None, if_none_match=None
+    )
+    replace = service.store.replace_widget
+    concurrent = WidgetSettings("w", True, 20, PORTAL)
+
+    def racing(widget: WidgetSettings, etag: str) -> str:
+        if etag == saved.etag:
+            replace(concurrent, etag)  # another admin's edit lands first
+        return replace(widget, etag)
+
+    monkeypatch.setattr(service.store, "replace_widget", racing)
+
+    patched = service.update_widget(
+        "w", lambda current: dataclasses.replace(current, time_limit_minutes=30), if_match=None
+    )
+    assert patched.value.time_limit_minutes == 30
+    assert service.get_widget("w").value.time_limit_minutes == 30
+
+    current = service.get_widget("w")
+    monkeypatch.setattr(service.store, "replace_widget", _racing_once(replace, current.etag))
+    with pytest.raises(PreconditionFailed):
+        service.put_widget(
+            WidgetSettings("w", True, 40, PORTAL), if_match=current.etag, if_none_match=None
+        )
+    put, created = service.put_widget(
+        WidgetSettings("w", True, 50, PORTAL), if_match=None, if_none_match=None
+    )
+    assert (put.value.time_limit_minutes, created) == (50, False)
+
+
+def _racing_once(
+    replace: Callable[[WidgetSettings, str], str], etag: str
+) -> Callable[[WidgetSettings, str], str]:
+    def racing(widget: WidgetSettings, given: str) -> str:
+        if given == etag:
+            replace(dataclasses.replace(widget, time_limit_minutes=99), given)
+        return replace(widget, given)
+
+    return racing
