@@ -133,7 +133,8 @@ def process_group_cpu_seconds(pgid: int) -> float:
 class LocalHost:
     """`python -m local.host` as a child process in its own session, stopped by its PID."""
 
-    def __init__(self, environ: dict[str, str], log_path: Path) -> None:
+    def __init__(self, environ: dict[str, str], log_path: Path, module: str = "local.host") -> None:
+        self.module = module
         self.port = free_port()
         self.environ = environ
         self.log_path = log_path
@@ -146,7 +147,7 @@ class LocalHost:
     def start(self) -> LocalHost:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.host", "--port", str(self.port)],
+            [sys.executable, "-m", self.module, "--port", str(self.port)],
             cwd=REPO_ROOT,
             env=self.environ,
             stdout=log,
@@ -175,7 +176,9 @@ class LocalHost:
 
 
 @contextlib.contextmanager
-def servers(signing_key: str, log_path: Path) -> Iterator[tuple[Azurite, LocalHost]]:
+def servers(
+    signing_key: str, log_path: Path, host_module: str = "local.host"
+) -> Iterator[tuple[Azurite, LocalHost]]:
     """A fresh in-memory Azurite and a local host using it; both stopped by PID on exit."""
     azurite = Azurite()
     host: LocalHost | None = None
@@ -188,7 +191,7 @@ def servers(signing_key: str, log_path: Path) -> Iterator[tuple[Azurite, LocalHo
             "RECONNECT_ENFORCE_SCHEDULE": IDLE_SCHEDULE,
         }
         environ.pop("TABLES_ENDPOINT", None)
-        host = LocalHost(environ, log_path).start()
+        host = LocalHost(environ, log_path, host_module).start()
         yield azurite, host
     finally:
         if host is not None:
@@ -481,7 +484,7 @@ def environment() -> dict[str, Any]:
 # -------------------------------------------------------------------------------- main
 
 
-def _table(figures: dict[str, Any]) -> str:
+def _table(figures: dict[str, Any], nproc: int | None) -> str:
     load = figures["load"]
     rows = [("kind", "requests", "req/s", "p50 ms", "p99 ms", "max ms")]
     for kind, summary in load["byKind"].items():
@@ -538,9 +541,11 @@ def _table(figures: dict[str, Any]) -> str:
         f"wall {load['wallSeconds']} s; stopped by duration: {load['stoppedByDuration']}"
     )
     lines.append(
-        f"CPU during the load: local host {cpu['hostCoresBusy']:.2f} cores, "
-        f"Azurite {cpu['azuriteCoresBusy']:.2f} cores, load generator "
-        f"{cpu['generatorCoresBusy']:.2f} cores (of {figures['environment']['nproc']}); "
+        f"CPU during the load: local host {cpu['hostCoresBusy']:.2f} cores "
+        f"({cpu['hostCpuMsPerRequest']:.1f} ms a request), Azurite "
+        f"{cpu['azuriteCoresBusy']:.2f} cores ({cpu['azuriteCpuMsPerRequest']:.1f} ms), "
+        "load generator "
+        f"{cpu['generatorCoresBusy']:.2f} cores (of {nproc}); "
         f"load average before {figures['loadAverage']['before']}, "
         f"after {figures['loadAverage']['after']}"
     )
@@ -565,6 +570,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261125, help="random seed")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument(
+        "--host",
+        choices=["asIs", "tcpNodelay", "both"],
+        default="both",
+        help="the local host as it is, with TCP_NODELAY (benchmarks/nodelay_host.py), or both",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: 300 requests, 20 conversations, 200 reference reads, 30 s at most",
@@ -581,17 +592,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+HOST_VARIANTS = {
+    # The local host exactly as `make dev` and the e2e tests run it.
+    "asIs": "local.host",
+    # The same host with TCP_NODELAY on accepted connections (see benchmarks/nodelay_host.py).
+    "tcpNodelay": "benchmarks.nodelay_host",
+}
+
+
+def measure(args: argparse.Namespace, host_module: str, log_path: Path) -> dict[str, Any]:
+    """One run on fresh servers: seed, warm up, the Azurite reference, then the load."""
     run_id = uuid.uuid4().hex[:8]
     load_before = [round(value, 2) for value in os.getloadavg()]
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    # The host logs every request; kept outside the repository, removed after a clean run.
-    log_path = Path(tempfile.mkdtemp(prefix="load-host-")) / "host.log"
-    with servers(secrets.token_urlsafe(48), log_path) as (azurite, host):
+    with servers(secrets.token_urlsafe(48), log_path, host_module) as (azurite, host):
+        assert host.process is not None
+        assert azurite.process is not None
         print(
-            f"Azurite pid {azurite.pid} on port {azurite.port}; "
-            f"local host pid {host.process.pid if host.process else None} on port {host.port}",
+            f"[{host_module}] Azurite pid {azurite.pid} on port {azurite.port}; "
+            f"local host pid {host.process.pid} on port {host.port}",
             flush=True,
         )
         with httpx.Client(base_url=host.base_url, timeout=REQUEST_TIMEOUT) as client:
@@ -617,9 +635,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrent = point_reads(
             make_client, partition, reads=args.reference_reads, concurrency=args.concurrency
         )
-
-        assert host.process is not None
-        assert azurite.process is not None
         cpu_before = (
             process_group_cpu_seconds(host.process.pid),
             process_group_cpu_seconds(azurite.process.pid),
@@ -639,6 +654,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.process_time(),
         )
     wall = load.wall_seconds or 1.0
+    completed = len(load.samples) or 1
+    host_cpu = cpu_after[0] - cpu_before[0]
+    azurite_cpu = cpu_after[1] - cpu_before[1]
+    return {
+        "hostModule": host_module,
+        "load": summarize_load(load),
+        "reference": {
+            "what": "Azurite get_entity of one seeded conversation entity, same client options",
+            "sequential": sequential,
+            "concurrent": concurrent,
+        },
+        "cpu": {
+            "hostCoresBusy": round(host_cpu / wall, 3),
+            "azuriteCoresBusy": round(azurite_cpu / wall, 3),
+            "generatorCoresBusy": round((cpu_after[2] - cpu_before[2]) / wall, 3),
+            "hostCpuMsPerRequest": round(host_cpu * 1000 / completed, 2),
+            "azuriteCpuMsPerRequest": round(azurite_cpu * 1000 / completed, 2),
+        },
+        "loadAverage": {
+            "before": load_before,
+            "after": [round(value, 2) for value in os.getloadavg()],
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    # The host logs every request; kept outside the repository, removed after a clean run.
+    log_dir = Path(tempfile.mkdtemp(prefix="load-host-"))
+    variants = list(HOST_VARIANTS) if args.host == "both" else [args.host]
+    runs = {
+        variant: measure(args, HOST_VARIANTS[variant], log_dir / f"{variant}.log")
+        for variant in variants
+    }
     figures: dict[str, Any] = {
         "command": "python -m benchmarks.load "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -655,30 +705,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mix": dict(MIX),
             "expectedStatus": EXPECTED_STATUS,
         },
-        "load": summarize_load(load),
-        "reference": {
-            "what": "Azurite get_entity of one seeded conversation entity, same client options",
-            "sequential": sequential,
-            "concurrent": concurrent,
-        },
-        "cpu": {
-            "hostCoresBusy": round((cpu_after[0] - cpu_before[0]) / wall, 3),
-            "azuriteCoresBusy": round((cpu_after[1] - cpu_before[1]) / wall, 3),
-            "generatorCoresBusy": round((cpu_after[2] - cpu_before[2]) / wall, 3),
-        },
-        "loadAverage": {
-            "before": load_before,
-            "after": [round(value, 2) for value in os.getloadavg()],
-        },
+        "runs": runs,
         "environment": environment(),
     }
     args.output.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(_table(figures))
+    for variant, run in runs.items():
+        print(f"\n== {variant} ({run['hostModule']})")
+        print(_table(run, figures["environment"]["nproc"]))
     print(f"\nwritten to {args.output}")
-    if figures["load"]["errors"]:
-        print(f"the local host's log: {log_path}")
+    if any(run["load"]["errors"] for run in runs.values()):
+        print(f"the local hosts' logs: {log_dir}")
         return 1
-    shutil.rmtree(log_path.parent, ignore_errors=True)
+    shutil.rmtree(log_dir, ignore_errors=True)
     return 0
 
 
