@@ -115,9 +115,9 @@ def fresh_function_app() -> func.FunctionApp:
 
 
 @pytest.fixture(scope="module")
-def fuzz_url(azurite: Azurite) -> Iterator[str]:
+def fuzz_url() -> Iterator[str]:
     """A local host of its own (the session host belongs to the other e2e tests)."""
-    environ = {"RECONNECT_ENFORCE_SCHEDULE": "0 0 0 1 1 *"}
+    environ = {"RECONNECT_ENFORCE_SCHEDULE": "0 0 0 1 1 *"}  # the timer never fires here
     with serve_in_thread(build_app(fresh_function_app(), environ)) as url:
         yield url
 
