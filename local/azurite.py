@@ -98,8 +98,10 @@ class Azurite:
         """Stop the server by its PID (its process group), waiting until it is gone."""
         if self.process is None or self.process.poll() is not None:
             return
+        # Azurite saves a data folder only on SIGINT; SIGTERM would lose recent writes.
+        first_signal = signal.SIGINT if self.location is not None else signal.SIGTERM
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, first_signal)
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)

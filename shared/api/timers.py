@@ -33,6 +33,8 @@ def enforce_time_limits(timer: func.TimerRequest) -> None:
         "pending": report.pending,
         "errors": report.errors,
         "capacityReleased": report.capacity_released,
+        "capacityChecked": report.capacity_checked,
+        "capacityCheckErrors": report.capacity_check_errors,
         "maxLatenessSeconds": report.max_lateness_seconds,
         "durationSeconds": report.duration_seconds,
         "pastDue": report.past_due,
