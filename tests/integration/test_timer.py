@@ -621,19 +621,25 @@ def test_when_the_batched_index_write_fails_each_expiry_is_written_after_its_own
     assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), cid) for cid in ids}
 
 
+@pytest.mark.parametrize("failing", ["get_conversation", "replace_conversation"])
 def test_a_row_that_fails_stays_for_the_next_run_and_does_not_stop_the_others(
-    service: ReconnectService, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+    service: ReconnectService,
+    clock: FakeClock,
+    azurite: Azurite,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: str,
 ) -> None:
     ids = ["c-ok-1", "c-broken", "c-ok-2"]
     bulk_disconnected(service, clock, ids)
-    read = service.store.get_conversation
+    working = getattr(service.store, failing)
 
-    def flaky(conversation_id: str) -> Any:
+    def flaky(first: Any, *args: Any) -> Any:
+        conversation_id = first if isinstance(first, str) else first.conversation_id
         if conversation_id == "c-broken":
             raise StorageUnavailable("Table storage is not available right now.")
-        return read(conversation_id)
+        return working(first, *args)
 
-    monkeypatch.setattr(service.store, "get_conversation", flaky)
+    monkeypatch.setattr(service.store, failing, flaky)
     clock.now = DEADLINE + timedelta(seconds=1)
     report = service.enforce_time_limits()
 
