@@ -15,9 +15,11 @@ requests (stopping early at a maximum duration) from a few worker threads with t
 and measures requests per second, p50/p99 latency (overall and per kind) and errors (any
 status other than the expected one; a 5xx or a transport failure always). As the reference
 it measures the raw Azurite point-read rate of the same run: `get_entity` of one seeded
-conversation, sequentially and with the same concurrency. Everything goes to
-benchmarks/results/load.json; a table is printed. Both servers are stopped by their PID.
-Nothing here makes assertions about time: it writes figures.
+conversation, sequentially and with the same concurrency. By default it does all this
+twice, on fresh servers each time: with the local host as it is, and with the same host
+accepting connections with TCP_NODELAY (`benchmarks/nodelay_host.py`; `--host` picks one).
+Everything goes to benchmarks/results/load.json; a table is printed. Both servers are
+stopped by their PID. Nothing here makes assertions about time: it writes figures.
 """
 
 from __future__ import annotations
@@ -578,12 +580,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 300 requests, 20 conversations, 200 reference reads, 30 s at most",
+        help="smoke run: 300 requests, 20 conversations, 200 reference reads, 30 s at most; "
+        "writes load-quick.json unless --output is given",
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.conversations, args.reference_reads = 300, 20, 200
         args.warmup, args.duration = 20, min(args.duration, 30.0)
+        if args.output == RESULTS:
+            # A smoke run must not overwrite the committed figures.
+            args.output = RESULTS.with_name("load-quick.json")
     for name in ("requests", "concurrency", "conversations", "widgets", "reference_reads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
