@@ -59,6 +59,20 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def fresh_function_app() -> func.FunctionApp:
+    """A new app wired like function_app.py, for hosts of a test's own.
+
+    function_app.app may list its functions only once (the session host does), so other
+    hosts and metadata tests build this twin; test_function_metadata keeps it honest.
+    """
+    from shared.api import manage, ops, platform, timers, widget
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
+        app.register_functions(blueprint)
+    return app
+
+
 def make_service(
     connection_string: str,
     clock: Callable[[], datetime],

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import azure.functions as func
 import httpx
 import jwt
 import pytest
@@ -49,10 +48,9 @@ from schemathesis.specs.openapi.checks import (
 
 from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
-from shared.api import manage, ops, platform, timers, widget
 from shared.api.http import OPERATIONS
 from shared.wiring import set_service
-from tests.conftest import FakeClock, make_service
+from tests.conftest import FakeClock, fresh_function_app, make_service
 
 # Per operation; half positive, half negative. 17 operations x 40 stays well under two
 # minutes on two cores against Azurite.
@@ -104,14 +102,6 @@ class Seeded:
     conversations: tuple[str, ...]
     reconnect_ids: tuple[str, ...]
     authorization: str
-
-
-def fresh_function_app() -> func.FunctionApp:
-    """The blueprints of function_app.py on a new FunctionApp (its get_functions runs once)."""
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
-        app.register_functions(blueprint)
-    return app
 
 
 @pytest.fixture(scope="module")

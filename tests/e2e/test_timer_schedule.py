@@ -12,17 +12,15 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import azure.functions as func
 import httpx
 import pytest
 
 import shared.wiring
 from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
-from shared.api import manage, ops, platform, timers, widget
 from shared.service import ReconnectService, utc_now
 from shared.wiring import set_service
-from tests.conftest import make_service
+from tests.conftest import fresh_function_app, make_service
 
 SCHEDULE = "*/5 * * * * *"
 PERIOD = timedelta(seconds=5)
@@ -53,9 +51,7 @@ def real_time_service(azurite: Azurite) -> Iterator[ReconnectService]:
 @pytest.fixture
 def scheduled_host(real_time_service: ReconnectService) -> Iterator[httpx.Client]:
     """A local host over a fresh FunctionApp with the product's blueprints, timer every 5 s."""
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
-        app.register_functions(blueprint)
+    app = fresh_function_app()
     environ = {**os.environ, "RECONNECT_ENFORCE_SCHEDULE": SCHEDULE}
     starlette_app = build_app(app, environ)
     assert [timer.schedule for timer in starlette_app.state.functions.timers] == [SCHEDULE]

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
@@ -28,7 +27,7 @@ from local.host import build_app, serve_in_thread
 from shared.auth import customer_id_from_token
 from shared.domain import Authentication, PublicKey
 from shared.service import ReconnectService
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, fresh_function_app
 
 pytestmark = pytest.mark.browser
 
@@ -61,11 +60,7 @@ def issuer() -> DevIssuer:
 @pytest.fixture(scope="module")
 def base_url(azurite: Azurite, issuer: DevIssuer) -> Iterator[str]:
     """The local host with the widget folder at / and the dev routes, like `make dev`."""
-    from shared.api import manage, ops, platform, timers, widget
-
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
-        app.register_functions(blueprint)
+    app = fresh_function_app()
     # The timer never fires on its own here: tests decide what the clock says.
     environ = {**os.environ, "RECONNECT_ENFORCE_SCHEDULE": "0 0 0 1 1 *"}
     server = build_app(app, environ, static_dir=REPO / "widget", extra_routes=demo_routes(issuer))

@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 import pytest
 
-from shared.api import manage, ops, platform, timers, widget
+from tests.conftest import fresh_function_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,18 +38,10 @@ EXPECTED_HTTP: dict[tuple[str, str], str] = {
 }
 
 
-def fresh_app() -> func.FunctionApp:
-    """A new app wired like function_app.py (same default auth level, same blueprints)."""
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
-        app.register_functions(blueprint)
-    return app
-
-
 @pytest.fixture(scope="module")
 def metadata() -> dict[str, dict[str, Any]]:
     """function name -> its function.json, as the worker would index it."""
-    functions = fresh_app().get_functions()
+    functions = fresh_function_app().get_functions()
     return {f.get_function_name(): json.loads(f.get_function_json()) for f in functions}
 
 
@@ -64,7 +55,7 @@ def http_triggers(metadata: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def test_function_app_registers_exactly_these_blueprints() -> None:
-    """Keeps fresh_app() honest: function_app.py registers the same blueprints, in order."""
+    """Keeps fresh_function_app() honest: function_app.py registers these blueprints, in order."""
     tree = ast.parse((ROOT / "function_app.py").read_text())
     registered: list[str] = []
     for node in ast.walk(tree):

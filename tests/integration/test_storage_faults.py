@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import azure.functions as func
 import httpx
 import pytest
 from azure.data.tables import TableServiceClient
@@ -44,13 +43,12 @@ from azure.data.tables import TableServiceClient
 from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
 from shared import domain
-from shared.api import manage, ops, platform, timers, widget
 from shared.domain import Conversation, Event, EventType, WidgetSettings
 from shared.errors import PreconditionFailed, StorageUnavailable
 from shared.service import CAPACITY_CHECK_DELAY, EnforcementReport, ReconnectService
 from shared.store import TABLE_NAMES, due_bucket
 from shared.wiring import set_service
-from tests.conftest import FakeClock, make_service
+from tests.conftest import FakeClock, fresh_function_app, make_service
 
 WIDGET = "demo"
 PORTAL = "https://contoso.example/chat"
@@ -67,14 +65,6 @@ UP, STOPPING, DOWN, STARTING, BACK = "up", "stopping", "down", "starting", "back
 
 
 # --- the app and its storage ---------------------------------------------------------------
-
-
-def fresh_function_app() -> func.FunctionApp:
-    """The blueprints of function_app.py on a new FunctionApp (its get_functions runs once)."""
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
-        app.register_functions(blueprint)
-    return app
 
 
 @pytest.fixture(scope="module")
