@@ -15,9 +15,8 @@ requests (stopping early at a maximum duration) from a few worker threads with t
 and measures requests per second, p50/p99 latency (overall and per kind) and errors (any
 status other than the expected one; a 5xx or a transport failure always). As the reference
 it measures the raw Azurite point-read rate of the same run: `get_entity` of one seeded
-conversation, sequentially and with the same concurrency. By default it does all this
-twice, on fresh servers each time: with the local host as it is, and with the same host
-accepting connections with TCP_NODELAY (`benchmarks/nodelay_host.py`; `--host` picks one).
+conversation, sequentially and with the same concurrency. It does all this
+on fresh servers: Azurite and the local host (`python -m local.host`, as `make dev` runs it).
 Everything goes to benchmarks/results/load.json; a table is printed. Both servers are
 stopped by their PID. Nothing here makes assertions about time: it writes figures.
 """
@@ -572,12 +571,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261125, help="random seed")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument(
-        "--host",
-        choices=["asIs", "tcpNodelay", "both"],
-        default="both",
-        help="the local host as it is, with TCP_NODELAY (benchmarks/nodelay_host.py), or both",
-    )
-    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: 300 requests, 20 conversations, 200 reference reads, 30 s at most; "
@@ -598,12 +591,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-HOST_VARIANTS = {
-    # The local host exactly as `make dev` and the e2e tests run it.
-    "asIs": "local.host",
-    # The same host with TCP_NODELAY on accepted connections (see benchmarks/nodelay_host.py).
-    "tcpNodelay": "benchmarks.nodelay_host",
-}
+# The local host exactly as `make dev` and the e2e tests run it.
+HOST_MODULE = "local.host"
 
 
 def measure(args: argparse.Namespace, host_module: str, log_path: Path) -> dict[str, Any]:
@@ -690,11 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     # The host logs every request; kept outside the repository, removed after a clean run.
     log_dir = Path(tempfile.mkdtemp(prefix="load-host-"))
-    variants = list(HOST_VARIANTS) if args.host == "both" else [args.host]
-    runs = {
-        variant: measure(args, HOST_VARIANTS[variant], log_dir / f"{variant}.log")
-        for variant in variants
-    }
+    runs = {"localHost": measure(args, HOST_MODULE, log_dir / "host.log")}
     figures: dict[str, Any] = {
         "command": "python -m benchmarks.load "
         + " ".join(argv if argv is not None else sys.argv[1:]),
