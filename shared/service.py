@@ -474,9 +474,10 @@ class ReconnectService:
         """Wrap up expired sessions and auto-close old wrap-ups, from the checkpoint to now.
 
         Cost grows with the number of due rows, not with the number of conversations:
-        only the due-index buckets up to the current minute are read. Each expired
-        conversation costs one read and one conditional write; the index rows around
-        them are written and deleted in batches.
+        only the due-index buckets up to the current minute are read. An expired
+        conversation whose due row carries a current snapshot costs one conditional write;
+        any other costs one read and one conditional write (see `_judge_row`). The index
+        rows around them are written and deleted in batches.
         """
         started = time.perf_counter()
         now = self.clock()
@@ -488,7 +489,7 @@ class ReconnectService:
             verdicts = list(pool.map(lambda row: self._judge_row(row, now), rows))
             # The due rows the outcomes need (a wrap-up's auto-close), in batches and before
             # any outcome is written, so that a crash never hides a wrap-up from the timer.
-            indexed = self._put_due_rows(
+            created = self._put_due_rows(
                 [
                     (due, verdict.outcome.conversation_id)
                     for verdict in verdicts
@@ -498,7 +499,7 @@ class ReconnectService:
             )
             outcomes = list(
                 pool.map(
-                    lambda row, verdict: self._finish_row(row, verdict, now, indexed),
+                    lambda row, verdict: self._finish_row(row, verdict, now, created),
                     rows,
                     verdicts,
                 )
@@ -546,6 +547,8 @@ class ReconnectService:
         for the next run without holding the due checkpoint back.
         """
         checks = self.store.capacity_checks(report.last_bucket)
+        if not checks:
+            return
         pairs = list(dict.fromkeys((c.conversation_id, c.agent_id) for c in checks))
         with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
             results = list(pool.map(self._check_capacity_row, pairs))
@@ -570,18 +573,31 @@ class ReconnectService:
             return False
         return True
 
-    def _put_due_rows(self, rows: list[tuple[datetime, str]]) -> bool:
-        """Write index rows in batches; False if that failed (each row is then written alone)."""
+    def _put_due_rows(self, rows: list[tuple[datetime, str]]) -> dict[tuple[str, str], str]:
+        """Create index rows in batches: the ETag of each created, by (bucket, conversationId).
+
+        A row left out (its batch failed) is written alone before its outcome (careful path).
+        """
         try:
-            self.store.put_due_rows(rows)
+            return self.store.put_due_rows(rows)
         except Exception:
             logger.exception("Could not write the timer's new due rows in batches")
-            return False
-        return True
+            return {}
 
     def _judge_row(self, row: DueRow, now: datetime) -> RowResult | _Expiry:
-        """Read the conversation of one due row and decide. Never raises."""
+        """Decide one due row: on its snapshot if that says "expired", else on a fresh read.
+
+        An expiry decided on the snapshot is written conditionally on the snapshot's ETag, so
+        it is only ever written over exactly the conversation it was decided on; if the
+        conversation changed since, the write fails and `_finish_row` reads and decides again.
+        Any other verdict on a snapshot (not yet due, stale) would drop or keep the row without
+        a write to prove the snapshot current, so it is confirmed by a read. Never raises.
+        """
         try:
+            if row.snapshot is not None:
+                verdict = self._judge(row, row.snapshot, now)
+                if isinstance(verdict, _Expiry):
+                    return verdict
             return self._judge(row, self.store.get_conversation(row.conversation_id), now)
         except Exception:
             logger.exception("Could not enforce the time limit of one conversation")
@@ -590,7 +606,7 @@ class ReconnectService:
     def _judge(
         self, row: DueRow, found: Versioned[Conversation] | None, now: datetime
     ) -> RowResult | _Expiry:
-        """What the timer does with one due row, given its conversation as just read."""
+        """What the timer does with one due row, given its conversation (read or snapshot)."""
         if found is None:
             return RowOutcome.STALE, None, 0.0
         conversation = found.value
@@ -609,20 +625,32 @@ class ReconnectService:
         return _Expiry(found, outcome, (now - due).total_seconds())
 
     def _finish_row(
-        self, row: DueRow, verdict: RowResult | _Expiry, now: datetime, indexed: bool
+        self,
+        row: DueRow,
+        verdict: RowResult | _Expiry,
+        now: datetime,
+        created: dict[tuple[str, str], str],
     ) -> RowResult:
-        """Write one row's decided outcome; `indexed`: its due rows were written in the batch.
+        """Write one row's decided outcome; `created`: the due rows the batch created.
 
         Never raises: one bad row must not stop the sweep; it stays indexed for the next run.
         """
         if not isinstance(verdict, _Expiry):
             return verdict
         try:
-            written = self._write_expiry(verdict) if indexed else None
-            if written is not None:
-                return written
+            due = domain.due_at(verdict.outcome, self.auto_close_after)
+            key = None if due is None else (due_bucket(due), verdict.outcome.conversation_id)
+            if key is None or key in created:
+                written = self._write_expiry(verdict)
+                if written is not None:
+                    return written
             # A reconnect or event won the race (or the batch failed): decide again.
-            return self._enforce_conversation(row, now)
+            result = self._enforce_conversation(row, now)
+            if key in created:
+                # The row created for the outcome not written: drop it unless someone has
+                # upserted it since (the careful path just now, or a writer that needs it).
+                self.store.delete_due_if_unchanged(*key, created[key])
+            return result
         except Exception:
             logger.exception("Could not enforce the time limit of one conversation")
             return None, None, 0.0
@@ -676,7 +704,7 @@ class ReconnectService:
         self._note_capacity_change(before, changed)
         self._prepare_indexes(before, changed)
         try:
-            self.store.replace_conversation(changed, found.etag)
+            etag = self.store.replace_conversation(changed, found.etag)
         except ConcurrencyConflict:
             # The winner may not hold this agent: drop the capacity row written for us,
             # unless the winner holds it too (a retried agent_assigned racing itself).
@@ -689,8 +717,26 @@ class ReconnectService:
                 ):
                     self.store.delete_capacity(changed.agent_id, [changed.conversation_id])
             return False
+        self._snapshot_due(before, changed, etag)
         self._settle_indexes(before, changed)
         return True
+
+    def _snapshot_due(self, before: Conversation, after: Conversation, etag: str) -> None:
+        """After a write that set a new due time, put the conversation into its due row.
+
+        The plain row was written before the conversation (`_prepare_indexes`), so a crash
+        here leaves a row the timer handles by reading. With the snapshot and the write's
+        ETag, the timer can enforce the deadline with one conditional write instead of a
+        read and a write. Best effort: the conversation is written, so a failure here must
+        not fail the request.
+        """
+        due = domain.due_at(after, self.auto_close_after)
+        if due is None or domain.due_at(before, self.auto_close_after) == due:
+            return
+        try:
+            self.store.put_due_snapshot(due, after, etag)
+        except Exception:
+            logger.warning("Could not put a snapshot into a due row", exc_info=True)
 
     def _note_capacity_change(self, before: Conversation | None, after: Conversation) -> None:
         """Before a write that moves an agent's capacity, ask the timer to check the row later.

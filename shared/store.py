@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -51,6 +51,9 @@ CHECKPOINT_KEY = ("checkpoint", "due")
 # Capacity checks live in the timer's own table, one partition per minute bucket:
 # "capacity-yyyyMMddHHmm" sorts apart from the checkpoint's partition.
 CAPACITY_CHECKS = "capacity-"
+# A due row may carry a snapshot of its conversation: the conversation's properties plus
+# the ETag the conversation had when the snapshot was taken, under this name.
+SNAPSHOT_ETAG = "snapshotEtag"
 TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enforcer")
 # Inverted-time row keys sort newest first; this bound is far beyond any real date.
 _INVERT_BASE = 10**13
@@ -241,10 +244,25 @@ def _etag(metadata: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class DueRow:
-    """One `due` index row: look at this conversation in this minute bucket."""
+    """One `due` index row: look at this conversation in this minute bucket.
+
+    `snapshot`, when present, is the conversation as it was right after the write that set
+    this due time, with that write's ETag: a write conditional on that ETag succeeds only
+    while the conversation is still exactly the snapshot (see `put_due_snapshot`).
+    """
 
     bucket: str
     conversation_id: str
+    snapshot: Versioned[Conversation] | None = field(default=None, compare=False)
+
+
+def _due_row_from_entity(entity: Mapping[str, Any]) -> DueRow:
+    bucket, conversation_id = str(entity["PartitionKey"]), str(entity["RowKey"])
+    snapshot = None
+    if entity.get(SNAPSHOT_ETAG):
+        value = _conversation_from_entity({**entity, "PartitionKey": conversation_id})
+        snapshot = Versioned(value, str(entity[SNAPSHOT_ETAG]))
+    return DueRow(bucket, conversation_id, snapshot)
 
 
 @dataclass(frozen=True)
@@ -398,20 +416,40 @@ class TableStore:
 
     @_translate_errors
     def put_due(self, moment: datetime, conversation_id: str) -> None:
+        """Upsert a plain index row (no snapshot: a REPLACE drops any older snapshot)."""
         self._table("due").upsert_entity(
-            {"PartitionKey": due_bucket(moment), "RowKey": conversation_id}
+            {"PartitionKey": due_bucket(moment), "RowKey": conversation_id},
+            mode=UpdateMode.REPLACE,
         )
 
     @_translate_errors
+    def put_due_snapshot(self, moment: datetime, conversation: Conversation, etag: str) -> None:
+        """Upsert the index row of `moment` with `conversation` as stored under `etag`.
+
+        Called only after the write that returned `etag` succeeded, so the snapshot is the
+        conversation as it was then; by the time the timer reads it, it may be outdated,
+        which the timer's write conditional on `etag` detects.
+        """
+        entity = _conversation_to_entity(conversation)
+        entity.update(
+            {
+                "PartitionKey": due_bucket(moment),
+                "RowKey": conversation.conversation_id,
+                SNAPSHOT_ETAG: etag,
+            }
+        )
+        self._table("due").upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    @_translate_errors
     def due_rows(self, first_bucket: str, last_bucket: str) -> list[DueRow]:
-        """Index rows in buckets first..last, in bucket order (one range query, paged)."""
+        """Index rows in buckets first..last, in bucket order, with their snapshots if any
+        (one range query, paged)."""
         entities = self._table("due").query_entities(
             "PartitionKey ge @first and PartitionKey le @last",
             parameters={"first": first_bucket, "last": last_bucket},
-            select=["PartitionKey", "RowKey"],
         )
         # Read every page here, so a failure mid-way is translated like any other.
-        return [DueRow(bucket=e["PartitionKey"], conversation_id=e["RowKey"]) for e in entities]
+        return [_due_row_from_entity(entity) for entity in entities]
 
     @_translate_errors
     def delete_due(self, rows: Iterable[DueRow]) -> None:
@@ -423,18 +461,40 @@ class TableStore:
             self._delete_rows("due", bucket, row_keys)
 
     @_translate_errors
-    def put_due_rows(self, rows: Iterable[tuple[datetime, str]]) -> None:
-        """Upsert (moment, conversationId) index rows in batches of at most MAX_BATCH per bucket."""
+    def put_due_rows(self, rows: Iterable[tuple[datetime, str]]) -> dict[tuple[str, str], str]:
+        """Create plain (moment, conversationId) index rows, at most MAX_BATCH per transaction.
+
+        Creates, not upserts: a transaction fails if one of its rows exists already, and its
+        rows are then left out of the answer. The answer maps (bucket, conversationId) of each
+        row this call created to its ETag, so that `delete_due_if_unchanged` can later remove
+        a row that only this caller ever wanted (anyone else who needs it upserts it, which
+        changes the ETag, or had it before, which made the create fail).
+        """
         by_bucket: dict[str, list[str]] = {}
         for moment, conversation_id in rows:
             by_bucket.setdefault(due_bucket(moment), []).append(conversation_id)
         client = self._table("due")
+        created: dict[tuple[str, str], str] = {}
         for bucket, row_keys in by_bucket.items():
             for start in range(0, len(row_keys), MAX_BATCH):
                 chunk = row_keys[start : start + MAX_BATCH]
-                client.submit_transaction(
-                    [("upsert", {"PartitionKey": bucket, "RowKey": key}) for key in chunk]
-                )
+                try:
+                    answers = client.submit_transaction(
+                        [("create", {"PartitionKey": bucket, "RowKey": key}) for key in chunk]
+                    )
+                except (TableTransactionError, ResourceExistsError):
+                    continue
+                for key, answer in zip(chunk, answers, strict=True):
+                    created[(bucket, key)] = _etag(answer)
+        return created
+
+    @_translate_errors
+    def delete_due_if_unchanged(self, bucket: str, conversation_id: str, etag: str) -> None:
+        """Delete one index row unless it changed (or went) since it had `etag`."""
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            self._table("due").delete_entity(
+                bucket, conversation_id, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
 
     @_translate_errors
     def put_capacity(self, agent_id: str, conversation_id: str) -> None:
