@@ -656,3 +656,161 @@ def test_a_row_that_fails_stays_for_the_next_run_and_does_not_stop_the_others(
     retried = service.enforce_time_limits()
     assert (retried.expired, retried.errors) == (1, 0)
     assert stored(service, "c-broken").end_reason == "reconnect_timeout"
+
+
+# --- due rows with a snapshot (one conditional write per expiry) ------------------------
+
+
+class ConversationRequests:
+    """A `raw_request_hook` recording (method, If-Match) of requests to the conversations
+    table (`per_call_policies` never see table requests; see test_request_cost.py)."""
+
+    def __init__(self) -> None:
+        self.table = ""
+        self._lock = threading.Lock()
+        self._calls: list[tuple[str, str | None]] = []
+
+    def __call__(self, request: Any) -> None:
+        http = request.http_request
+        segment = urlsplit(http.url).path.rstrip("/").rsplit("/", 1)[-1]
+        if segment.split("(", 1)[0] == self.table:
+            with self._lock:
+                self._calls.append((http.method, http.headers.get("If-Match")))
+
+    def take(self) -> list[tuple[str, str | None]]:
+        with self._lock:
+            calls, self._calls = self._calls, []
+        return calls
+
+
+@pytest.fixture
+def counted(azurite: Azurite, clock: FakeClock) -> tuple[ReconnectService, ConversationRequests]:
+    """A service whose every attempt at a conversations-table request is recorded."""
+    log = ConversationRequests()
+    built = make_service(azurite.connection_string, clock, raw_request_hook=log, retry_total=0)
+    (log.table,) = [name for name in built.store.table_names if name.endswith("conversations")]
+    return built, log
+
+
+def settle_capacity_checks(service: ReconnectService, clock: FakeClock) -> None:
+    """A run in the minute before the deadline's: does the capacity checks that registering
+    (or agent_closed) noted, so that the run under test reads nothing for them."""
+    clock.now = DEADLINE - timedelta(minutes=1)
+    report = service.enforce_time_limits()
+    assert (report.expired, report.closed, report.stale, report.errors) == (0, 0, 0, 0)
+
+
+def snapshot_of(service: ReconnectService, conversation_id: str) -> Any:
+    (row,) = [
+        row
+        for row in service.store.due_rows("000000000000", "999999999999")
+        if row.conversation_id == conversation_id
+    ]
+    return row.snapshot
+
+
+def test_the_disconnect_path_puts_a_current_snapshot_into_the_due_row(
+    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock
+) -> None:
+    service, _ = counted
+    bulk_disconnected(service, clock, ["c-snapshot"])
+
+    snapshot = snapshot_of(service, "c-snapshot")
+    current = service.store.get_conversation("c-snapshot")
+    assert current is not None and snapshot is not None
+    assert snapshot.etag == current.etag
+    assert snapshot.value == current.value
+    assert snapshot.value.reconnect_deadline == DEADLINE
+
+
+def test_an_expiry_on_a_current_snapshot_is_one_request_to_the_conversations_table(
+    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+) -> None:
+    service, log = counted
+    bulk_disconnected(service, clock, ["c-blind"])
+    etag = snapshot_of(service, "c-blind").etag
+    settle_capacity_checks(service, clock)
+    log.take()
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.errors, report.capacity_released) == (1, 0, 1)
+    assert log.take() == [("PUT", etag)]  # no read: a write conditional on the snapshot
+    final = stored(service, "c-blind")
+    assert (final.state, final.end_reason) == (State.WRAP_UP, "reconnect_timeout")
+    assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), "c-blind")}
+    assert capacity_rows(azurite, service) == set()
+
+
+def test_a_snapshot_outdated_by_a_reconnect_fails_its_write_and_the_timer_leaves_it(
+    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+) -> None:
+    service, log = counted
+    bulk_disconnected(service, clock, ["c-came-back"])
+    etag = snapshot_of(service, "c-came-back").etag
+    link = service.signer.reconnect_id(stored(service, "c-came-back"))
+    settle_capacity_checks(service, clock)
+    clock.now = DEADLINE - timedelta(seconds=1)
+    service.continue_conversation(service.customer_session(WIDGET, None), link)
+    continued = stored(service, "c-came-back")
+    log.take()
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.stale, report.errors, report.capacity_released) == (0, 1, 0, 0)
+    # The write conditional on the snapshot failed; the timer then read and decided again.
+    assert log.take() == [("PUT", etag), ("GET", None)]
+    assert stored(service, "c-came-back") == continued
+    assert (continued.state, continued.customer_connected) == (State.ACTIVE, True)
+    # The deadline row is dropped, and so is the auto-close row made for the failed write.
+    assert due_rows(azurite, service) == set()
+    assert capacity_rows(azurite, service) == {(AGENT, "c-came-back")}
+
+
+def test_a_snapshot_outdated_by_agent_closed_falls_back_and_closes_with_reconnect_timeout(
+    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+) -> None:
+    service, log = counted
+    bulk_disconnected(service, clock, ["c-requeued-snap"])
+    etag = snapshot_of(service, "c-requeued-snap").etag
+    clock.now = DISCONNECT_AT + timedelta(minutes=2)
+    service.apply_event("c-requeued-snap", Event(EventType.AGENT_CLOSED), None)
+    requeued = service.store.get_conversation("c-requeued-snap")
+    assert requeued is not None and requeued.value.state is State.OPEN
+    assert snapshot_of(service, "c-requeued-snap").etag == etag  # same deadline: not renewed
+    settle_capacity_checks(service, clock)
+    log.take()
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.closed, report.expired, report.errors) == (1, 0, 0)
+    assert log.take() == [("PUT", etag), ("GET", None), ("PUT", requeued.etag)]
+    final = stored(service, "c-requeued-snap")
+    assert (final.state, final.end_reason) == (State.CLOSED, "reconnect_timeout")
+    assert due_rows(azurite, service) == set()
+    assert capacity_rows(azurite, service) == set()
+
+
+def test_a_plain_due_row_without_snapshot_is_enforced_by_reading_first(
+    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+) -> None:
+    service, log = counted
+    bulk_disconnected(service, clock, ["c-plain"])
+    service.store.put_due(DEADLINE, "c-plain")  # as a crash or an older version leaves it
+    assert snapshot_of(service, "c-plain") is None
+    etag = service.store.get_conversation("c-plain")
+    assert etag is not None
+    settle_capacity_checks(service, clock)
+    log.take()
+
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    assert (report.expired, report.errors, report.capacity_released) == (1, 0, 1)
+    assert log.take() == [("GET", None), ("PUT", etag.etag)]
+    final = stored(service, "c-plain")
+    assert (final.state, final.end_reason) == (State.WRAP_UP, "reconnect_timeout")
+    assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), "c-plain")}
