@@ -717,7 +717,8 @@ def test_the_disconnect_path_puts_a_current_snapshot_into_the_due_row(
 
     snapshot = snapshot_of(service, "c-snapshot")
     current = service.store.get_conversation("c-snapshot")
-    assert current is not None and snapshot is not None
+    assert current is not None
+    assert snapshot is not None
     assert snapshot.etag == current.etag
     assert snapshot.value == current.value
     assert snapshot.value.reconnect_deadline == DEADLINE
@@ -778,7 +779,8 @@ def test_a_snapshot_outdated_by_agent_closed_falls_back_and_closes_with_reconnec
     clock.now = DISCONNECT_AT + timedelta(minutes=2)
     service.apply_event("c-requeued-snap", Event(EventType.AGENT_CLOSED), None)
     requeued = service.store.get_conversation("c-requeued-snap")
-    assert requeued is not None and requeued.value.state is State.OPEN
+    assert requeued is not None
+    assert requeued.value.state is State.OPEN
     assert snapshot_of(service, "c-requeued-snap").etag == etag  # same deadline: not renewed
     settle_capacity_checks(service, clock)
     log.take()
