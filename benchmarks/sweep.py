@@ -23,12 +23,15 @@ Targets are judged on the best repetition (the machine is shared: interference o
 time); medians are reported alongside. Each timed run also records the HTTP requests sent,
 this process's CPU time and Azurite's CPU time (Linux /proc).
 
-Setting up is not measured: conversations are inserted one by one with the store (a thread
-pool), index rows with `submit_transaction` batches of 100 per partition. Before each timed
-run an untimed run at the same moment moves the checkpoint (as a timer that runs every 30 s
-keeps it); a clock object is moved instead of waiting for deadlines. Agents hold five chats
-each. Figures go to benchmarks/results/sweep.json (sweep-quick.json with --quick or custom
-sizes) with the machine, versions, load averages and timestamps. Nothing here asserts
+Setting up is not measured. The background conversations are inserted one by one with the
+store (a thread pool), their index rows with `submit_transaction` batches of 100 per
+partition. The conversations that expire are inserted active (with their capacity rows) and
+then disconnected through the service's own use case (`apply_event(customer_disconnected)`),
+as production does it: that writes each due row with its conversation snapshot. Before
+each timed run an untimed run at the same moment moves the checkpoint (as a timer that runs
+every 30 s keeps it); a clock object is moved instead of waiting for deadlines. Agents hold
+five chats each. Figures go to benchmarks/results/sweep.json (sweep-quick.json with --quick
+or custom sizes) with the machine, versions, load averages and timestamps. Nothing here asserts
 anything about time: the exit status is 1 when a target ratio is missed, 2 when a run did
 not do what it should.
 """
@@ -60,7 +63,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from local.azurite import Azurite
 from shared import domain
 from shared.config import load_settings
-from shared.domain import WidgetSettings
+from shared.domain import Event, EventType, WidgetSettings
 from shared.links import LinkSigner
 from shared.service import TIMER_WORKERS, EnforcementReport, ReconnectService
 from shared.store import MAX_BATCH, TableStore, due_bucket
@@ -166,6 +169,34 @@ def insert_disconnected(
     _batches(_table(scenario.client, store, "due"), rows_due, workers)
     _batches(_table(scenario.client, store, "capacity"), rows_capacity, workers)
     list(workers.map(store.insert_conversation, conversations))
+
+
+def insert_expiring(
+    scenario: Scenario, ids: Sequence[str], moment: datetime, workers: ThreadPoolExecutor
+) -> None:
+    """Active conversations (with capacity rows) whose customers drop at `moment`.
+
+    The drop goes through the service, as in production: it writes the due row, the
+    conversation, then the due row again with the conversation's snapshot and ETag.
+    """
+    service = scenario.service
+    conversations = []
+    rows_capacity: list[tuple[str, str]] = []
+    for index, conversation_id in enumerate(ids):
+        agent_id = f"sweep-agent-{index // CHATS_PER_AGENT}"
+        conversations.append(
+            domain.new_conversation(conversation_id, WIDGET, agent_id, None, moment)
+        )
+        rows_capacity.append((agent_id, conversation_id))
+    _batches(_table(scenario.client, service.store, "capacity"), rows_capacity, workers)
+    list(workers.map(service.store.insert_conversation, conversations))
+    scenario.clock.now = moment
+    dropped = Event(EventType.CUSTOMER_DISCONNECTED)
+    list(
+        workers.map(
+            lambda conversation_id: service.apply_event(conversation_id, dropped, None), ids
+        )
+    )
 
 
 @dataclasses.dataclass
@@ -298,7 +329,7 @@ def measure_enforcement(
     # repetition's wrap-ups, which are due by now), as a timer running every 30 s would.
     scenario.service.enforce_time_limits()
     ids = [f"exp-{repetition}-{index:05d}" for index in range(expirations)]
-    insert_disconnected(scenario, ids, lambda index: moment, workers)
+    insert_expiring(scenario, ids, moment, workers)
     scenario.clock.now = moment + TIME_LIMIT + timedelta(minutes=1)
     report, figures = timed(scenario.service.enforce_time_limits, azurite_pid)
     check_report(scenario, report, expirations)
