@@ -115,6 +115,9 @@ class Conversation:
     created_at: datetime
     updated_at: datetime
     event_ids: tuple[str, ...] = ()
+    # The agent the customer was with when they disconnected: a continue is "same agent"
+    # only if that agent still holds the conversation (not after re-queue and re-assign).
+    disconnected_from: str | None = None
 
     @property
     def holds_capacity(self) -> bool:
@@ -195,8 +198,21 @@ def continue_conversation(conversation: Conversation, now: datetime) -> Conversa
     if conversation.customer_connected:
         return conversation
     return _touch(
-        conversation, now, customer_connected=True, disconnected_at=None, reconnect_deadline=None
+        conversation,
+        now,
+        customer_connected=True,
+        disconnected_at=None,
+        reconnect_deadline=None,
+        disconnected_from=None,
     )
+
+
+def returns_to_same_agent(conversation: Conversation) -> bool:
+    """True when continuing now brings the customer back to the agent they were with."""
+    if not conversation.holds_capacity:
+        return False
+    # None: the customer never left (a page refresh), so the agent is the same one.
+    return conversation.disconnected_from in (None, conversation.agent_id)
 
 
 def decline(conversation: Conversation, now: datetime) -> Conversation:
@@ -238,6 +254,7 @@ def apply_event(
                 customer_connected=False,
                 disconnected_at=now,
                 reconnect_deadline=now + widget.time_limit,
+                disconnected_from=conversation.agent_id,
             )
         case EventType.CUSTOMER_RECONNECTED:
             # Same as the widget's continue, so it applies wherever a continue would.

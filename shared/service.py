@@ -406,7 +406,8 @@ class ReconnectService:
                     self.store.replace_conversation(continued, found.etag)
                 except ConcurrencyConflict:
                     continue
-            return ContinueResult(continued, continued.holds_capacity, now)
+            same_agent = domain.returns_to_same_agent(found.value)
+            return ContinueResult(continued, same_agent, now)
         raise ConcurrencyExhausted("The conversation is changing too fast; retry shortly.")
 
     def decline(self, session: CustomerSession, reconnect_id: str) -> None:

@@ -201,6 +201,7 @@ def _conversation_to_entity(conversation: Conversation) -> dict[str, Any]:
             "customerKey": conversation.customer_key,
             "customerConnected": conversation.customer_connected,
             "disconnectedAt": conversation.disconnected_at,
+            "disconnectedFrom": conversation.disconnected_from,
             "reconnectDeadline": conversation.reconnect_deadline,
             "endReason": conversation.end_reason.value if conversation.end_reason else None,
             "wrapUpAt": conversation.wrap_up_at,
@@ -235,6 +236,7 @@ def _conversation_from_entity(entity: dict[str, Any]) -> Conversation:
         created_at=created_at,
         updated_at=updated_at,
         event_ids=tuple(json.loads(entity["eventIds"])) if entity.get("eventIds") else (),
+        disconnected_from=entity.get("disconnectedFrom"),
     )
 
 

@@ -868,6 +868,23 @@ def test_continue_after_agent_closed_reaches_the_queue_not_the_agent(
     assert held(api) == 0
 
 
+def test_continue_after_requeue_to_another_agent_is_not_the_same_agent(
+    api: httpx.Client, clock: FakeClock
+) -> None:
+    put_widget(api)
+    reconnect_id = link_of(register(api, "c1"))
+    send(api, "c1", "customer_disconnected")
+    send(api, "c1", "agent_closed")
+    send(api, "c1", "agent_assigned", agentId="agent-2")
+    clock.advance(seconds=5)
+
+    answer = resume(api, reconnect_id)
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["state"], body["agentId"], body["sameAgent"]) == ("active", "agent-2", False)
+
+
 def test_the_deadline_is_checked_at_request_time_to_the_second(
     api: httpx.Client, clock: FakeClock
 ) -> None:

@@ -24,6 +24,7 @@ from shared.domain import (
     enforce,
     new_conversation,
     remember_event,
+    returns_to_same_agent,
 )
 from shared.errors import ChatReconnectError, InvalidTransition
 
@@ -752,3 +753,19 @@ def test_remember_event_at_exactly_the_bound_keeps_everything() -> None:
     for number in range(EVENT_ID_MEMORY):
         conversation = remember_event(conversation, f"evt-{number}")
     assert conversation.event_ids == tuple(f"evt-{n}" for n in range(EVENT_ID_MEMORY))
+
+
+def test_same_agent_is_the_agent_the_customer_left_still_holding_the_conversation() -> None:
+    connected = active()
+    away = apply_event(connected, Event(EventType.CUSTOMER_DISCONNECTED), ENABLED, T0)
+    requeued = apply_event(away, Event(EventType.AGENT_CLOSED), ENABLED, T0)
+    reassigned = apply_event(
+        requeued, Event(EventType.AGENT_ASSIGNED, agent_id="agent-2"), ENABLED, T0
+    )
+
+    assert away.disconnected_from == AGENT
+    assert returns_to_same_agent(connected)  # a page refresh: the customer never left
+    assert returns_to_same_agent(away)
+    assert not returns_to_same_agent(requeued)  # open: nobody holds it
+    assert not returns_to_same_agent(reassigned)  # held, but by someone else
+    assert continue_conversation(away, T0).disconnected_from is None
