@@ -21,12 +21,13 @@ import httpx
 import jwt
 import pytest
 from azure.data.tables import TableServiceClient
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.azurite import Azurite
 from shared.service import ReconnectService
 from tests.conftest import FakeClock, decode, http_request
+from tests.keys import new_rsa_key as _rsa_key
+from tests.keys import public_pem
 
 WIDGET = "w-auth"
 ISSUER = "https://login.example.com/tenant"
@@ -38,10 +39,6 @@ PROBLEM = "application/problem+json"
 
 
 # --- keys and tokens -----------------------------------------------------------------------
-
-
-def _rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +54,6 @@ def key2() -> rsa.RSAPrivateKey:
 @pytest.fixture(scope="module")
 def stranger_key() -> rsa.RSAPrivateKey:
     return _rsa_key()
-
-
-def public_pem(key: rsa.RSAPrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode("ascii")
-    )
 
 
 def b64(data: bytes) -> str:

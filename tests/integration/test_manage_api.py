@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from shared.api.manage import delete_widget, get_widget, list_widgets, patch_widget, put_widget
 from shared.service import ReconnectService
 from tests.conftest import START, Answer, FakeClock, decode, http_request
+from tests.keys import public_pem as _public_pem
 
 pytestmark = pytest.mark.usefixtures("service")
 
@@ -39,14 +40,6 @@ MAX_BODY = 65_536
 
 
 # --- keys -------------------------------------------------------------------------------
-
-
-def _public_pem(private_key: Any) -> str:
-    return (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 @pytest.fixture(scope="module")

@@ -27,22 +27,12 @@ from shared.auth import (
 )
 from shared.domain import Authentication, PublicKey
 from shared.errors import Unauthorized
+from tests.keys import new_rsa_key as _rsa_key
+from tests.keys import public_pem as _public_pem
 
 ISSUER = "https://login.example.com/tenant"
 AUDIENCE = "chat-widget"
 CUSTOMER = "alice@example.com"
-
-
-def _rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
-def _public_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode("ascii")
-    )
 
 
 @pytest.fixture(scope="module")
