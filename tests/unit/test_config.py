@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +150,11 @@ def test_every_setting_read_is_listed_in_app_settings() -> None:
     assert environ.read
     assert environ.read <= set(APP_SETTINGS)
     assert len(APP_SETTINGS) == len(set(APP_SETTINGS))
+
+
+def test_the_readme_configuration_table_lists_exactly_the_app_settings() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    table = section.split("Local development only", 1)[0]
+    documented = re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.MULTILINE)
+    assert sorted(documented) == sorted(APP_SETTINGS)
