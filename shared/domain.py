@@ -124,10 +124,6 @@ class Conversation:
         """An agent's capacity is held exactly while it is assigned to an active conversation."""
         return self.state is State.ACTIVE and self.agent_id is not None
 
-    @property
-    def is_ended(self) -> bool:
-        return self.state in (State.WRAP_UP, State.CLOSED)
-
 
 def new_conversation(
     conversation_id: str,

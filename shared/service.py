@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
@@ -28,7 +28,13 @@ from shared.errors import (
     ReconnectUnavailable,
     ValidationFailed,
 )
-from shared.links import LinkSigner, parse_reconnect_id, reconnect_url, render_quick_reply
+from shared.links import (
+    QUICK_REPLY_SLUG,
+    LinkSigner,
+    parse_reconnect_id,
+    reconnect_url,
+    render_quick_reply,
+)
 from shared.store import (
     ConcurrencyConflict,
     DueRow,
@@ -142,7 +148,6 @@ class EnforcementReport:
     # Capacity checks done (index row made to agree with the conversation), and failed.
     capacity_checked: int = 0
     capacity_check_errors: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class ReconnectService:
@@ -336,7 +341,7 @@ class ReconnectService:
         """The agent's text with the reconnect slug rendered to the conversation's link."""
         result = self.get_conversation(conversation_id)
         if result.reconnect_url is None:
-            if "{ReconnectUrl{ReconnectID}}" not in text:
+            if QUICK_REPLY_SLUG not in text:
                 return text
             raise Conflict(
                 "Reconnection is not enabled for this conversation's widget, "
@@ -802,7 +807,7 @@ def _names_etag(if_match: str | None) -> bool:
 
 
 def _check_if_match(if_match: str | None, etag: str) -> None:
-    if if_match is None or if_match.strip() == "*":
+    if if_match is None or not _names_etag(if_match):
         return
     candidates = [candidate.strip() for candidate in if_match.split(",")]
     if etag not in candidates:
