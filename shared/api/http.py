@@ -64,6 +64,8 @@ class Operation:
     query: tuple[tuple[str, str, dict[str, Any]], ...] = ()
     headers: tuple[tuple[str, str], ...] = field(default=())
     bearer: bool = False
+    # Optional request headers the operation honours, with their JSON schema.
+    request_headers: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 OPERATIONS: list[Operation] = []

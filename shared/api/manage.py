@@ -40,6 +40,8 @@ _problems = (
     Answer(503, "Storage unavailable", Problem, True),
 )
 _etag_header = (("ETag", "Version of the settings, for If-Match"),)
+_if_match = (("If-Match", {"type": "string"}),)
+_if_none_match = (("If-None-Match", {"type": "string", "enum": ["*"]}),)
 
 
 def _encode_token(token: Any) -> str:
@@ -156,6 +158,7 @@ def get_widget(req: func.HttpRequest) -> func.HttpResponse:
             *_problems,
         ),
         headers=_etag_header,
+        request_headers=(*_if_match, *_if_none_match),
     ),
 )
 def put_widget(req: func.HttpRequest) -> func.HttpResponse:
@@ -206,6 +209,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
             *_problems,
         ),
         headers=_etag_header,
+        request_headers=_if_match,
     ),
 )
 def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
@@ -244,6 +248,7 @@ def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
             Answer(412, "Precondition failed", Problem, True),
             *_problems,
         ),
+        request_headers=_if_match,
     ),
 )
 def delete_widget(req: func.HttpRequest) -> func.HttpResponse:

@@ -48,19 +48,8 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
                 "schema": schema,
             }
         )
-    if operation.method in ("PUT", "PATCH", "DELETE") and operation.tag.startswith("Admin"):
-        parameters.append(
-            {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
-        )
-    if operation.method == "PUT" and operation.tag.startswith("Admin"):
-        parameters.append(
-            {
-                "name": "If-None-Match",
-                "in": "header",
-                "required": False,
-                "schema": {"type": "string", "enum": ["*"]},
-            }
-        )
+    for name, schema in operation.request_headers:
+        parameters.append({"name": name, "in": "header", "required": False, "schema": schema})
     return parameters
 
 
