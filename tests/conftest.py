@@ -14,6 +14,7 @@ import azure.functions as func
 import httpx
 import pytest
 from azure.data.tables import TableServiceClient
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.azurite import Azurite
 
@@ -25,6 +26,7 @@ from shared.links import LinkSigner
 from shared.service import ReconnectService
 from shared.store import TableStore
 from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
+from tests.keys import new_rsa_key
 
 SIGNING_KEY = b"test-signing-key-0123456789abcdef0123456789"
 START = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -52,6 +54,24 @@ def azurite() -> Iterator[Azurite]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def key1() -> rsa.RSAPrivateKey:
+    """The first RSA key a customer-token issuer signs with (made in the test run)."""
+    return new_rsa_key()
+
+
+@pytest.fixture(scope="session")
+def key2() -> rsa.RSAPrivateKey:
+    """A second issuer key, as during a key rotation."""
+    return new_rsa_key()
+
+
+@pytest.fixture(scope="session")
+def stranger_key() -> rsa.RSAPrivateKey:
+    """A key no widget lists."""
+    return new_rsa_key()
 
 
 @pytest.fixture

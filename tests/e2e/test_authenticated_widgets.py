@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from local.azurite import Azurite
 from shared.service import ReconnectService
 from tests.conftest import FakeClock, decode, http_request
-from tests.keys import new_rsa_key as _rsa_key
 from tests.keys import public_pem
 
 WIDGET = "w-auth"
@@ -39,21 +38,6 @@ PROBLEM = "application/problem+json"
 
 
 # --- keys and tokens -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def key1() -> rsa.RSAPrivateKey:
-    return _rsa_key()
-
-
-@pytest.fixture(scope="module")
-def key2() -> rsa.RSAPrivateKey:
-    return _rsa_key()
-
-
-@pytest.fixture(scope="module")
-def stranger_key() -> rsa.RSAPrivateKey:
-    return _rsa_key()
 
 
 def b64(data: bytes) -> str:

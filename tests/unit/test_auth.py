@@ -35,21 +35,6 @@ AUDIENCE = "chat-widget"
 CUSTOMER = "alice@example.com"
 
 
-@pytest.fixture(scope="module")
-def key1() -> rsa.RSAPrivateKey:
-    return _rsa_key()
-
-
-@pytest.fixture(scope="module")
-def key2() -> rsa.RSAPrivateKey:
-    return _rsa_key()
-
-
-@pytest.fixture(scope="module")
-def stranger_key() -> rsa.RSAPrivateKey:
-    return _rsa_key()
-
-
 def _auth(*keys: tuple[str, rsa.RSAPrivateKey], audience: str | None = AUDIENCE) -> Authentication:
     return Authentication(
         issuer=ISSUER,
