@@ -24,8 +24,9 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared import transactions
 from shared.domain import (
     Authentication,
     Conversation,
@@ -35,6 +36,7 @@ from shared.domain import (
     WidgetSettings,
 )
 from shared.errors import StorageUnavailable
+from shared.transactions import MAX_OPERATIONS, Operation, TransactionRefused
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-# Table storage refuses a transaction of more than 100 operations; Azurite answers one
-# with a broken response instead of a clean error, so the limit is enforced here.
-MAX_BATCH = 100
+MAX_BATCH = MAX_OPERATIONS
 SETTINGS_ROW = "settings"
 CONVERSATION_ROW = "c"
 CHECKPOINT_KEY = ("checkpoint", "due")
@@ -481,13 +481,14 @@ class TableStore:
             for start in range(0, len(row_keys), MAX_BATCH):
                 chunk = row_keys[start : start + MAX_BATCH]
                 try:
-                    answers = client.submit_transaction(
-                        [("create", {"PartitionKey": bucket, "RowKey": key}) for key in chunk]
+                    etags = transactions.submit(
+                        client, [Operation("create", bucket, key) for key in chunk]
                     )
-                except (TableTransactionError, ResourceExistsError):
+                except TransactionRefused:
                     continue
-                for key, answer in zip(chunk, answers, strict=True):
-                    created[(bucket, key)] = _etag(answer)
+                for key, etag in zip(chunk, etags, strict=True):
+                    if etag is not None:
+                        created[(bucket, key)] = etag
         return created
 
     @_translate_errors
@@ -547,23 +548,23 @@ class TableStore:
         return [entity["conversationId"] for entity in page][:limit]
 
     def _delete_rows(self, table: str, partition: str, row_keys: list[str]) -> None:
+        """Delete rows of one partition, at most MAX_BATCH per transaction; rows already
+        gone are skipped (a transaction naming one fails whole, so it is sent again
+        without it)."""
         client = self._table(table)
         for start in range(0, len(row_keys), MAX_BATCH):
             chunk = row_keys[start : start + MAX_BATCH]
-            if len(chunk) == 1:
-                # A one-operation transaction costs several times a plain delete.
-                with contextlib.suppress(ResourceNotFoundError):
-                    client.delete_entity(partition, chunk[0])
-                continue
-            try:
-                client.submit_transaction(
-                    [("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk]
-                )
-            except (TableTransactionError, ResourceNotFoundError):
-                # One row already gone fails the whole transaction; delete one by one.
-                for key in chunk:
-                    with contextlib.suppress(ResourceNotFoundError):
-                        client.delete_entity(partition, key)
+            while chunk:
+                try:
+                    transactions.submit(
+                        client, [Operation("delete", partition, key) for key in chunk]
+                    )
+                    break
+                except TransactionRefused as refused:
+                    gone = refused.index
+                    if refused.status != 404 or gone is None or not 0 <= gone < len(chunk):
+                        raise
+                    del chunk[gone]
 
     # --- timer checkpoint ---------------------------------------------------------------
 

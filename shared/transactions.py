@@ -1,0 +1,186 @@
+"""Entity group transactions (`$batch`) written and read as plain text, for index upkeep.
+
+The SDK's `TableClient.submit_transaction` runs every operation of a transaction through a
+policy pipeline of its own and builds and parses the multipart bodies with the `email`
+package: about 0.8 ms of client CPU per operation, more than the conditional write of the
+conversation the operation supports (docs/performance.md). Here the body is formatted as
+text and the answer read with a regular expression. The request itself still goes through
+the client's own pipeline, so authentication, retries and transport are the app's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import quote
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.core.rest import HttpRequest
+from azure.data.tables import TableClient
+
+# Table storage refuses a transaction of more than 100 operations; Azurite answers one
+# with a broken response instead of a clean error, so the limit is enforced here.
+MAX_OPERATIONS = 100
+
+Kind = Literal["create", "upsert", "delete"]
+
+# The status line of each operation's answer, its headers, and its body up to the next
+# boundary line; the answers come in the order of the operations.
+_ANSWER = re.compile(
+    r"^HTTP/1\.1 (?P<status>\d{3})[^\r\n]*\r?\n(?P<headers>.*?)\r?\n\r?\n(?P<body>.*?)(?=^--)",
+    re.DOTALL | re.MULTILINE,
+)
+_ETAG = re.compile(r"^ETag:\s*(?P<etag>[^\r\n]+)", re.IGNORECASE | re.MULTILINE)
+# Table storage names the failed operation by its index at the start of the message.
+_FAILED_INDEX = re.compile(r"^(\d+):")
+# One boundary for every transaction rather than a new one each time: http.client parses
+# a multipart answer's headers with the email package, which compiles a regular expression
+# from the boundary (~0.4 ms) unless its cache has it, and Azurite echoes the request's
+# boundary in its answer. A body that happens to contain it gets a fresh one.
+_BOUNDARY = "chatreconnect-0f6c2b9e4d7a4e15b3a8"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One write of a transaction: create, upsert (replace) or delete one entity.
+
+    Properties are strings (all the index rows hold); a delete matches any ETag.
+    """
+
+    kind: Kind
+    partition_key: str
+    row_key: str
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+class TransactionRefused(Exception):
+    """Storage refused one operation, so it applied none of them.
+
+    `index` is the refused operation's position when storage named it.
+    """
+
+    def __init__(self, status: int, code: str, index: int | None) -> None:
+        super().__init__(f"transaction refused: operation {index} answered {status} {code}")
+        self.status = status
+        self.code = code
+        self.index = index
+
+
+def submit(table: TableClient, operations: Sequence[Operation]) -> list[str | None]:
+    """Apply all operations or none; the ETag each one left (None for a delete).
+
+    All operations must share one partition, at most MAX_OPERATIONS of them. Raises
+    TransactionRefused when storage refused one, ResourceNotFoundError (TableNotFound) when
+    the table is missing, HttpResponseError when storage failed (5xx: status None or >= 500)
+    and AzureError when it could not be reached.
+    """
+    if not operations:
+        return []
+    if len(operations) > MAX_OPERATIONS:
+        raise ValueError(f"a transaction holds at most {MAX_OPERATIONS} operations")
+    if len({operation.partition_key for operation in operations}) != 1:
+        raise ValueError("a transaction's operations must share one partition")
+    table_url = f"{table.url}/{table.table_name}"
+    boundary = _BOUNDARY
+    parts = [
+        _operation_part(index, table_url, operation) for index, operation in enumerate(operations)
+    ]
+    if any(boundary in part for part in parts):
+        boundary = uuid.uuid4().hex
+    batch, changeset = f"batch_{boundary}", f"changeset_{boundary}"
+    body = "".join(
+        [
+            f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n",
+            *(f"--{changeset}\r\n{part}" for part in parts),
+            f"--{changeset}--\r\n--{batch}--\r\n",
+        ]
+    )
+    request = HttpRequest(
+        "POST",
+        f"{table.url}/$batch",
+        headers={
+            "x-ms-version": table.api_version,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Content-Type": f"multipart/mixed; boundary={batch}",
+            "Accept": "application/json",
+        },
+        content=body.encode("utf-8"),
+    )
+    # The generated client's send_request is the SDK's one way to send a request of our
+    # own through the client's pipeline; TableClient keeps it on `_client` (version pinned
+    # in requirements.txt, covered by tests/integration/test_transactions.py). Streamed, as
+    # the SDK sends its own transactions: the pipeline's content decoder refuses multipart.
+    response = table._client.send_request(request, stream=True)
+    response.read()
+    if response.status_code != 202:
+        raise HttpResponseError(response=response)
+    return _read_answers(response.text(), len(operations))
+
+
+def _operation_part(index: int, table_url: str, operation: Operation) -> str:
+    """One operation as a part of the changeset (after its boundary): an HTTP request in text."""
+    head = (
+        "Content-Type: application/http\r\n"
+        f"Content-Transfer-Encoding: binary\r\nContent-ID: {index}\r\n\r\n"
+    )
+    keys = f"PartitionKey='{_key(operation.partition_key)}',RowKey='{_key(operation.row_key)}'"
+    entity_url = f"{table_url}({keys})"
+    common = "DataServiceVersion: 3.0\r\nAccept: application/json;odata=minimalmetadata\r\n"
+    if operation.kind == "delete":
+        return f"{head}DELETE {entity_url} HTTP/1.1\r\n{common}If-Match: *\r\n\r\n\r\n"
+    payload = json.dumps(
+        {
+            **operation.properties,
+            "PartitionKey": operation.partition_key,
+            "RowKey": operation.row_key,
+        }
+    )
+    # create: POST to the table (fails if the entity exists); upsert: PUT without If-Match
+    # (insert or replace).
+    line = f"POST {table_url}" if operation.kind == "create" else f"PUT {entity_url}"
+    return (
+        f"{head}{line} HTTP/1.1\r\n{common}Content-Type: application/json\r\n"
+        f"Prefer: return-no-content\r\nContent-Length: {len(payload.encode('utf-8'))}\r\n\r\n"
+        f"{payload}\r\n"
+    )
+
+
+def _key(key: str) -> str:
+    """A key inside an entity address: quotes doubled (OData), then percent-encoded."""
+    return quote(key.replace("'", "''"), safe="")
+
+
+def _read_answers(text: str, expected: int) -> list[str | None]:
+    """ETags of a successful changeset answer, or the refusal it holds raised."""
+    answers = list(_ANSWER.finditer(text))
+    for answer in answers:
+        status = int(answer["status"])
+        if not 200 <= status < 300:
+            _raise_refusal(status, answer["body"])
+    if len(answers) != expected:
+        raise HttpResponseError(
+            message=f"transaction answered {len(answers)} parts for {expected} operations"
+        )
+    return [
+        match["etag"].strip() if (match := _ETAG.search(answer["headers"])) else None
+        for answer in answers
+    ]
+
+
+def _raise_refusal(status: int, body: str) -> None:
+    try:
+        error = json.loads(body)["odata.error"]
+        code, message = str(error["code"]), str(error["message"]["value"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "", ""
+    if status >= 500:
+        raise HttpResponseError(message=f"transaction operation answered {status} {code}")
+    if code == "TableNotFound":
+        raise ResourceNotFoundError(message="TableNotFound")
+    found = _FAILED_INDEX.match(message)
+    raise TransactionRefused(status, code, int(found.group(1)) if found else None)

@@ -1,0 +1,146 @@
+"""Entity group transactions written as text (shared/transactions.py) against a real Azurite.
+
+The module sends requests of its own through the SDK client's pipeline; these tests pin
+what it relies on: all-or-nothing, the ETags it returns, the refusal it reports (with the
+index of the refused operation), keys that need escaping, and the table-missing answer.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient
+
+from local.azurite import Azurite
+from shared.transactions import MAX_OPERATIONS, Operation, TransactionRefused, submit
+from shared.wiring import STORAGE_CLIENT_OPTIONS
+
+
+@pytest.fixture
+def table(azurite: Azurite) -> Iterator[TableClient]:
+    service = TableServiceClient.from_connection_string(
+        azurite.connection_string, **STORAGE_CLIENT_OPTIONS
+    )
+    client = service.create_table("tx" + uuid.uuid4().hex[:12])
+    try:
+        yield client
+    finally:
+        service.delete_table(client.table_name)
+
+
+def keys(table: TableClient) -> set[tuple[str, str]]:
+    return {(entity["PartitionKey"], entity["RowKey"]) for entity in table.list_entities()}
+
+
+def test_creates_upserts_and_deletes_apply_with_their_properties_and_etags(
+    table: TableClient,
+) -> None:
+    table.create_entity({"PartitionKey": "p", "RowKey": "old", "note": "before"})
+    table.create_entity({"PartitionKey": "p", "RowKey": "gone"})
+
+    etags = submit(
+        table,
+        [
+            Operation("create", "p", "new", {"note": "créé"}),
+            Operation("upsert", "p", "old", {"note": "after"}),
+            Operation("delete", "p", "gone"),
+        ],
+    )
+
+    assert keys(table) == {("p", "new"), ("p", "old")}
+    assert table.get_entity("p", "new")["note"] == "créé"
+    assert table.get_entity("p", "old")["note"] == "after"
+    assert etags[2] is None
+    for row_key, etag in zip(["new", "old"], etags[:2], strict=False):
+        assert etag == table.get_entity("p", row_key).metadata["etag"]
+
+
+def test_a_returned_etag_matches_a_conditional_delete(table: TableClient) -> None:
+    (etag,) = submit(table, [Operation("create", "p", "row")])
+    assert etag is not None
+
+    table.delete_entity("p", "row", etag=etag, match_condition=MatchConditions.IfNotModified)
+
+    assert keys(table) == set()
+
+
+def test_one_refused_operation_applies_none_and_names_its_index(table: TableClient) -> None:
+    table.create_entity({"PartitionKey": "p", "RowKey": "exists"})
+
+    with pytest.raises(TransactionRefused) as refused:
+        submit(
+            table,
+            [
+                Operation("create", "p", "a"),
+                Operation("create", "p", "exists"),
+                Operation("create", "p", "b"),
+            ],
+        )
+
+    assert (refused.value.status, refused.value.code, refused.value.index) == (
+        409,
+        "EntityAlreadyExists",
+        1,
+    )
+    assert keys(table) == {("p", "exists")}
+
+
+def test_deleting_a_missing_row_is_refused_with_404_and_its_index(table: TableClient) -> None:
+    table.create_entity({"PartitionKey": "p", "RowKey": "here"})
+
+    with pytest.raises(TransactionRefused) as refused:
+        submit(table, [Operation("delete", "p", "here"), Operation("delete", "p", "missing")])
+
+    assert (refused.value.status, refused.value.index) == (404, 1)
+    assert keys(table) == {("p", "here")}
+
+
+@pytest.mark.parametrize("row_key", ["o'brien", "a~b", "x y", "100%", "Zürich-ß"])
+def test_keys_that_need_escaping_reach_the_right_entity(table: TableClient, row_key: str) -> None:
+    submit(table, [Operation("create", "p'q", row_key)])
+    assert keys(table) == {("p'q", row_key)}
+
+    submit(table, [Operation("delete", "p'q", row_key)])
+    assert keys(table) == set()
+
+
+def test_a_full_transaction_of_the_maximum_size_applies(table: TableClient) -> None:
+    etags = submit(
+        table, [Operation("create", "p", f"r{index:03d}") for index in range(MAX_OPERATIONS)]
+    )
+
+    assert len(etags) == MAX_OPERATIONS
+    assert len(keys(table)) == MAX_OPERATIONS
+
+
+@pytest.mark.parametrize(
+    ("operations", "message"),
+    [
+        ([Operation("create", "p", f"r{i}") for i in range(MAX_OPERATIONS + 1)], "at most"),
+        ([Operation("create", "p", "a"), Operation("create", "q", "b")], "one partition"),
+    ],
+)
+def test_transactions_storage_would_refuse_are_not_sent(
+    table: TableClient, operations: list[Operation], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        submit(table, operations)
+    assert keys(table) == set()
+
+
+def test_an_empty_transaction_sends_nothing(table: TableClient) -> None:
+    assert submit(table, []) == []
+
+
+def test_a_missing_table_is_reported_as_table_not_found(azurite: Azurite) -> None:
+    service = TableServiceClient.from_connection_string(
+        azurite.connection_string, **STORAGE_CLIENT_OPTIONS
+    )
+    missing = service.get_table_client("nosuch" + uuid.uuid4().hex[:12])
+
+    with pytest.raises(ResourceNotFoundError, match="TableNotFound"):
+        submit(missing, [Operation("delete", "p", "r")])
