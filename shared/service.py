@@ -36,6 +36,7 @@ from shared.links import (
     render_quick_reply,
 )
 from shared.store import (
+    MAX_BATCH,
     ConcurrencyConflict,
     DueRow,
     TableStore,
@@ -483,7 +484,7 @@ class ReconnectService:
         only the due-index buckets up to the current minute are read. An expired
         conversation whose due row carries a current snapshot costs one conditional write;
         any other costs one read and one conditional write (see `_judge_row`). The index
-        rows around them are written and deleted in batches.
+        rows around them are written and deleted in batches, chunk by chunk (`_settle`).
         """
         started = time.perf_counter()
         now = self.clock()
@@ -492,58 +493,104 @@ class ReconnectService:
         report.last_bucket = due_bucket(now)
         rows = self.store.due_rows(report.first_bucket, report.last_bucket)
         with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
-            verdicts = list(pool.map(lambda row: self._judge_row(row, now), rows))
-            # The due rows the outcomes need (a wrap-up's auto-close), in batches and before
-            # any outcome is written, so that a crash never hides a wrap-up from the timer.
-            created = self._put_due_rows(
-                [
-                    (due, verdict.outcome.conversation_id)
-                    for verdict in verdicts
-                    if isinstance(verdict, _Expiry)
-                    and (due := domain.due_at(verdict.outcome, self.auto_close_after))
-                ]
-            )
-            outcomes = list(
-                pool.map(
-                    lambda row, verdict: self._finish_row(row, verdict, now, created),
-                    rows,
-                    verdicts,
-                )
-            )
-            done: list[DueRow] = []
-            releases: dict[str, list[str]] = {}
-            lowest_pending = report.last_bucket
-            for row, (outcome, release, lateness) in zip(rows, outcomes, strict=True):
-                if outcome is None:
-                    report.errors += 1
-                    lowest_pending = min(lowest_pending, row.bucket)
-                    continue
-                setattr(report, outcome.value, getattr(report, outcome.value) + 1)
-                if outcome is RowOutcome.PENDING:
-                    lowest_pending = min(lowest_pending, row.bucket)
-                else:
-                    done.append(row)
-                if release is not None:
-                    releases.setdefault(release, []).append(row.conversation_id)
-                report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
-            # Index cleanup, one partition per task: the due buckets and the agents' capacity.
-            by_bucket: dict[str, list[DueRow]] = {}
-            for row in done:
-                by_bucket.setdefault(row.bucket, []).append(row)
-            cleanups = [pool.submit(self.store.delete_due, bucket) for bucket in by_bucket.values()]
-            cleanups += [
-                pool.submit(self.store.delete_capacity, agent_id, conversation_ids)
-                for agent_id, conversation_ids in releases.items()
+            # A snapshot that says "expired" is decided here, without I/O; only the other
+            # rows are read, concurrently.
+            verdicts: list[RowResult | _Expiry | None] = [
+                self._judge_snapshot(row, now) for row in rows
             ]
-            for cleanup in cleanups:
-                cleanup.result()
-        report.capacity_released = sum(len(ids) for ids in releases.values())
+            unread = [index for index, verdict in enumerate(verdicts) if verdict is None]
+            for index, verdict in zip(
+                unread,
+                pool.map(lambda index: self._judge_row(rows[index], now), unread),
+                strict=True,
+            ):
+                verdicts[index] = verdict
+            decided = [
+                (row, verdict)
+                for row, verdict in zip(rows, verdicts, strict=True)
+                if verdict is not None
+            ]
+            settled = pool.map(
+                lambda chunk: self._settle(chunk, now), self._chunks(decided, len(rows))
+            )
+            outcomes = [outcome for chunk in settled for outcome in chunk]
+        lowest_pending = report.last_bucket
+        for row, (outcome, release, lateness) in outcomes:
+            if outcome is None:
+                report.errors += 1
+                lowest_pending = min(lowest_pending, row.bucket)
+                continue
+            setattr(report, outcome.value, getattr(report, outcome.value) + 1)
+            if outcome is RowOutcome.PENDING:
+                lowest_pending = min(lowest_pending, row.bucket)
+            if release is not None:
+                report.capacity_released += 1
+            report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
         self._check_capacity(report)
         checkpoint = bucket_before(lowest_pending, CHECKPOINT_MARGIN_MINUTES)
         if checkpoint > report.first_bucket:
             self.store.set_checkpoint(checkpoint)
         report.duration_seconds = round(time.perf_counter() - started, 3)
         return report
+
+    def _chunks(
+        self, decided: list[tuple[DueRow, RowResult | _Expiry]], total: int
+    ) -> list[list[tuple[DueRow, RowResult | _Expiry]]]:
+        """Split the decided rows into the timer's units of work, one per pool task.
+
+        Sorted by the bucket of the due row each outcome needs and by agent, so that a
+        chunk's new due rows make one batch and an agent's capacity rows are mostly
+        released together; small enough that every worker gets a share.
+        """
+
+        def order(item: tuple[DueRow, RowResult | _Expiry]) -> tuple[str, str]:
+            _, verdict = item
+            if isinstance(verdict, _Expiry):
+                due = domain.due_at(verdict.outcome, self.auto_close_after)
+                return (due_bucket(due) if due else "", verdict.outcome.agent_id or "")
+            return ("", verdict[1] or "")
+
+        size = max(1, min(MAX_BATCH, -(-total // TIMER_WORKERS)))
+        ordered = sorted(decided, key=order)
+        return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+    def _settle(
+        self, chunk: list[tuple[DueRow, RowResult | _Expiry]], now: datetime
+    ) -> list[tuple[DueRow, RowResult]]:
+        """Write one chunk's outcomes and keep the indexes in step; what happened to each row.
+
+        In order: the due rows the outcomes need (a wrap-up's auto-close), in batches and
+        before any outcome is written, so that a crash never hides a wrap-up from the timer;
+        the outcomes, each conditionally; then, in batches, the released agents' capacity
+        rows and the due rows that are done. Never raises: rows whose index cleanup failed
+        stay indexed for the next run, which finds them stale or pending.
+        """
+        created = self._put_due_rows(
+            [
+                (due, verdict.outcome.conversation_id)
+                for _, verdict in chunk
+                if isinstance(verdict, _Expiry)
+                and (due := domain.due_at(verdict.outcome, self.auto_close_after))
+            ]
+        )
+        outcomes = [(row, self._finish_row(row, verdict, now, created)) for row, verdict in chunk]
+        releases: dict[str, list[str]] = {}
+        done: list[DueRow] = []
+        for row, (outcome, release, _) in outcomes:
+            if release is not None:
+                releases.setdefault(release, []).append(row.conversation_id)
+            if outcome is not None and outcome is not RowOutcome.PENDING:
+                done.append(row)
+        try:
+            for agent_id, conversation_ids in releases.items():
+                self.store.delete_capacity(agent_id, conversation_ids)
+            self.store.delete_due(done)
+        except Exception:
+            logger.exception("Could not clean up the timer's index rows")
+            # The outcomes are written and their rows stay: the next run finds them stale and
+            # finishes the cleanup. Counted as errors, so the checkpoint waits for that run.
+            return [(row, (None, None, 0.0)) for row, _ in outcomes]
+        return outcomes
 
     def _check_capacity(self, report: EnforcementReport) -> None:
         """Make capacity rows agree with their conversations where a write noted a change.
@@ -590,20 +637,23 @@ class ReconnectService:
             logger.exception("Could not write the timer's new due rows in batches")
             return {}
 
-    def _judge_row(self, row: DueRow, now: datetime) -> RowResult | _Expiry:
-        """Decide one due row: on its snapshot if that says "expired", else on a fresh read.
+    def _judge_snapshot(self, row: DueRow, now: datetime) -> _Expiry | None:
+        """The expiry a due row's snapshot calls for, or None when the row must be read.
 
         An expiry decided on the snapshot is written conditionally on the snapshot's ETag, so
         it is only ever written over exactly the conversation it was decided on; if the
         conversation changed since, the write fails and `_finish_row` reads and decides again.
         Any other verdict on a snapshot (not yet due, stale) would drop or keep the row without
-        a write to prove the snapshot current, so it is confirmed by a read. Never raises.
+        a write to prove the snapshot current, so it is confirmed by a read.
         """
+        if row.snapshot is None:
+            return None
+        verdict = self._judge(row, row.snapshot, now)
+        return verdict if isinstance(verdict, _Expiry) else None
+
+    def _judge_row(self, row: DueRow, now: datetime) -> RowResult | _Expiry:
+        """Decide one due row on a fresh read of its conversation. Never raises."""
         try:
-            if row.snapshot is not None:
-                verdict = self._judge(row, row.snapshot, now)
-                if isinstance(verdict, _Expiry):
-                    return verdict
             return self._judge(row, self.store.get_conversation(row.conversation_id), now)
         except Exception:
             logger.exception("Could not enforce the time limit of one conversation")

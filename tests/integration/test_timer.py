@@ -621,6 +621,39 @@ def test_when_the_batched_index_write_fails_each_expiry_is_written_after_its_own
     assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), cid) for cid in ids}
 
 
+def test_when_the_index_cleanup_fails_the_next_run_finishes_it_and_the_checkpoint_waits(
+    service: ReconnectService, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"c-noclean-{number}" for number in range(3)]
+    bulk_disconnected(service, clock, ids)
+    settle_capacity_checks(service, clock)
+
+    def unavailable(*args: object) -> None:
+        raise StorageUnavailable("Table storage is not available right now.")
+
+    monkeypatch.setattr(service.store, "delete_capacity", unavailable)
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.enforce_time_limits()
+
+    # The outcomes are written; their rows stay and hold the checkpoint back.
+    assert all(stored(service, cid).end_reason == "reconnect_timeout" for cid in ids)
+    assert report.errors == len(ids)
+    assert {(due_bucket(DEADLINE), cid) for cid in ids} <= due_rows(azurite, service)
+    assert {(AGENT, cid) for cid in ids} <= capacity_rows(azurite, service)
+    assert service.store.get_checkpoint() == bucket_before(
+        due_bucket(DEADLINE), CHECKPOINT_MARGIN_MINUTES
+    )
+
+    monkeypatch.undo()
+    clock.advance(seconds=30)
+    retried = service.enforce_time_limits()
+
+    assert (retried.stale, retried.errors, retried.capacity_released) == (3, 0, 3)
+    assert capacity_rows(azurite, service) == set()
+    assert due_rows(azurite, service) == {(due_bucket(DEADLINE + AUTO_CLOSE), cid) for cid in ids}
+    assert all(stored(service, cid).state is State.WRAP_UP for cid in ids)
+
+
 @pytest.mark.parametrize("failing", ["get_conversation", "replace_conversation"])
 def test_a_row_that_fails_stays_for_the_next_run_and_does_not_stop_the_others(
     service: ReconnectService,
