@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared import transactions
+from shared import table_wire
 from shared.domain import (
     Authentication,
     Conversation,
@@ -36,7 +36,7 @@ from shared.domain import (
     WidgetSettings,
 )
 from shared.errors import StorageUnavailable
-from shared.transactions import MAX_OPERATIONS, Operation, TransactionRefused
+from shared.table_wire import MAX_OPERATIONS, Operation, TransactionRefused, quoted
 
 logger = logging.getLogger(__name__)
 
@@ -446,9 +446,9 @@ class TableStore:
     def due_rows(self, first_bucket: str, last_bucket: str) -> list[DueRow]:
         """Index rows in buckets first..last, in bucket order, with their snapshots if any
         (one range query, paged)."""
-        entities = self._table("due").query_entities(
-            "PartitionKey ge @first and PartitionKey le @last",
-            parameters={"first": first_bucket, "last": last_bucket},
+        entities = table_wire.query(
+            self._table("due"),
+            f"PartitionKey ge {quoted(first_bucket)} and PartitionKey le {quoted(last_bucket)}",
         )
         # Read every page here, so a failure mid-way is translated like any other.
         return [_due_row_from_entity(entity) for entity in entities]
@@ -481,7 +481,7 @@ class TableStore:
             for start in range(0, len(row_keys), MAX_BATCH):
                 chunk = row_keys[start : start + MAX_BATCH]
                 try:
-                    etags = transactions.submit(
+                    etags = table_wire.submit(
                         client, [Operation("create", bucket, key) for key in chunk]
                     )
                 except TransactionRefused:
@@ -556,7 +556,7 @@ class TableStore:
             chunk = row_keys[start : start + MAX_BATCH]
             while chunk:
                 try:
-                    transactions.submit(
+                    table_wire.submit(
                         client, [Operation("delete", partition, key) for key in chunk]
                     )
                     break

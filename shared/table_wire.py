@@ -1,11 +1,13 @@
-"""Entity group transactions (`$batch`) written and read as plain text, for index upkeep.
+"""Table requests of the timer's hot path written and read as plain text: transactions
+(`$batch`) for index upkeep, and entity queries.
 
 The SDK's `TableClient.submit_transaction` runs every operation of a transaction through a
 policy pipeline of its own and builds and parses the multipart bodies with the `email`
 package: about 0.8 ms of client CPU per operation, more than the conditional write of the
-conversation the operation supports (docs/performance.md). Here the body is formatted as
-text and the answer read with a regular expression. The request itself still goes through
-the client's own pipeline, so authentication, retries and transport are the app's.
+conversation the operation supports; its query converts every property through its type
+machinery (docs/performance.md). Here a transaction body is formatted as text and its answer
+read with a regular expression, and a query answer is plain JSON. The requests still go
+through the client's own pipeline, so authentication, retries and transport are the app's.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 from urllib.parse import quote
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.core.rest import HttpRequest
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.data.tables import TableClient
 
 # Table storage refuses a transaction of more than 100 operations; Azurite answers one
@@ -103,23 +106,93 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[str | No
         "POST",
         f"{table.url}/$batch",
         headers={
-            "x-ms-version": table.api_version,
-            "DataServiceVersion": "3.0",
+            **_headers(table),
             "MaxDataServiceVersion": "3.0;NetFx",
             "Content-Type": f"multipart/mixed; boundary={batch}",
             "Accept": "application/json",
         },
         content=body.encode("utf-8"),
     )
-    # The generated client's send_request is the SDK's one way to send a request of our
-    # own through the client's pipeline; TableClient keeps it on `_client` (version pinned
-    # in requirements.txt, covered by tests/integration/test_transactions.py). Streamed, as
-    # the SDK sends its own transactions: the pipeline's content decoder refuses multipart.
-    response = table._client.send_request(request, stream=True)
-    response.read()
+    response = _send(table, request)
     if response.status_code != 202:
         raise HttpResponseError(response=response)
     return _read_answers(response.text(), len(operations))
+
+
+def query(table: TableClient, condition: str) -> Iterator[dict[str, Any]]:
+    """Every entity matching an OData filter, page after page, with its DateTime values
+    as aware datetimes and its other values as JSON gives them.
+
+    Raises ResourceNotFoundError (TableNotFound) when the table is missing,
+    HttpResponseError when storage refused or failed, AzureError when unreachable.
+    """
+    params = {"$filter": condition}
+    while True:
+        request = HttpRequest(
+            "GET",
+            f"{table.url}/{table.table_name}()",
+            params=params,
+            headers={**_headers(table), "Accept": "application/json;odata=minimalmetadata"},
+        )
+        response = _send(table, request)
+        if response.status_code == 404:
+            raise ResourceNotFoundError(response=response)
+        if response.status_code != 200:
+            raise HttpResponseError(response=response)
+        for entity in json.loads(response.text())["value"]:
+            yield _typed(entity)
+        next_partition = response.headers.get("x-ms-continuation-NextPartitionKey")
+        if not next_partition:
+            return
+        params = {**params, "NextPartitionKey": next_partition}
+        next_row = response.headers.get("x-ms-continuation-NextRowKey")
+        if next_row:
+            params["NextRowKey"] = next_row
+
+
+def quoted(value: str) -> str:
+    """A string as an OData literal inside a filter."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _headers(table: TableClient) -> dict[str, str]:
+    return {"x-ms-version": table.api_version, "DataServiceVersion": "3.0"}
+
+
+def _send(table: TableClient, request: HttpRequest) -> HttpResponse:
+    """Send a request of our own through the table client's pipeline; the answer, read.
+
+    The generated client's send_request is the SDK's one way to do that; TableClient keeps
+    it on `_client` (version pinned in requirements.txt, covered by
+    tests/integration/test_table_wire.py). Streamed, as the SDK sends its own transactions:
+    the pipeline's content decoder refuses a multipart answer.
+    """
+    response: HttpResponse = table._client.send_request(request, stream=True)
+    response.read()
+    return response
+
+
+def _typed(entity: dict[str, Any]) -> dict[str, Any]:
+    """An entity of a minimal-metadata answer: DateTime values parsed, annotations dropped.
+
+    The system `Timestamp` is left out, as the SDK keeps it out of an entity's properties.
+    Int64 values stay strings, as the service sends them (the app stores none).
+    """
+    typed = {}
+    for name, value in entity.items():
+        if "@odata." in name or name.startswith("odata.") or name == "Timestamp":
+            continue
+        if entity.get(f"{name}@odata.type") == "Edm.DateTime":
+            value = _datetime(value)
+        typed[name] = value
+    return typed
+
+
+def _datetime(text: str) -> datetime:
+    """Table storage's DateTime text (up to seven fraction digits, `Z`) as a UTC datetime."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    moment = datetime.fromisoformat(whole).replace(tzinfo=UTC)
+    return moment.replace(microsecond=int((fraction + "000000")[:6])) if fraction else moment
 
 
 def _operation_part(index: int, table_url: str, operation: Operation) -> str:

@@ -1,14 +1,16 @@
-"""Entity group transactions written as text (shared/transactions.py) against a real Azurite.
+"""Transactions and queries written as text (shared/table_wire.py) against a real Azurite.
 
 The module sends requests of its own through the SDK client's pipeline; these tests pin
 what it relies on: all-or-nothing, the ETags it returns, the refusal it reports (with the
-index of the refused operation), keys that need escaping, and the table-missing answer.
+index of the refused operation), keys that need escaping, paging, values typed as the SDK
+types them, and the table-missing answer.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from azure.core import MatchConditions
@@ -16,7 +18,15 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient
 
 from local.azurite import Azurite
-from shared.transactions import MAX_OPERATIONS, Operation, TransactionRefused, submit
+from shared.table_wire import (
+    MAX_OPERATIONS,
+    Operation,
+    TransactionRefused,
+    _datetime,
+    query,
+    quoted,
+    submit,
+)
 from shared.wiring import STORAGE_CLIENT_OPTIONS
 
 
@@ -144,3 +154,67 @@ def test_a_missing_table_is_reported_as_table_not_found(azurite: Azurite) -> Non
 
     with pytest.raises(ResourceNotFoundError, match="TableNotFound"):
         submit(missing, [Operation("delete", "p", "r")])
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+def test_a_query_reads_every_page_in_key_order(table: TableClient) -> None:
+    # More than one page: the service answers at most 1,000 entities per request.
+    for start in range(0, 1_205, MAX_OPERATIONS):
+        submit(
+            table,
+            [
+                Operation("create", "p", f"r{index:05d}")
+                for index in range(start, min(start + MAX_OPERATIONS, 1_205))
+            ],
+        )
+    submit(table, [Operation("create", "q", "other")])
+
+    found = list(query(table, f"PartitionKey eq {quoted('p')}"))
+
+    assert [entity["RowKey"] for entity in found] == [f"r{index:05d}" for index in range(1_205)]
+
+
+def test_a_query_gives_values_as_the_sdk_would(table: TableClient) -> None:
+    moment = datetime(2026, 11, 25, 12, 0, 1, 123456, tzinfo=UTC)
+    table.create_entity(
+        {
+            "PartitionKey": "p",
+            "RowKey": "typed",
+            "at": moment,
+            "flag": True,
+            "count": 7,
+            "text": "o'brien",
+        }
+    )
+    table.create_entity({"PartitionKey": "p", "RowKey": "other", "text": "someone else"})
+
+    (found,) = query(table, "text eq " + quoted("o'brien"))
+    expected = dict(table.get_entity("p", "typed"))
+
+    assert found == expected
+    assert found["at"] == moment
+    assert (found["flag"], found["count"]) == (True, 7)
+
+
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("2026-11-25T12:00:01Z", datetime(2026, 11, 25, 12, 0, 1, tzinfo=UTC)),
+        ("2026-11-25T12:00:01.5Z", datetime(2026, 11, 25, 12, 0, 1, 500000, tzinfo=UTC)),
+        ("2026-11-25T12:00:01.1234567Z", datetime(2026, 11, 25, 12, 0, 1, 123456, tzinfo=UTC)),
+    ],
+)
+def test_datetime_text_of_any_precision_is_read_as_utc(text: str, moment: datetime) -> None:
+    assert _datetime(text) == moment
+
+
+def test_a_query_on_a_missing_table_is_reported_as_table_not_found(azurite: Azurite) -> None:
+    service = TableServiceClient.from_connection_string(
+        azurite.connection_string, **STORAGE_CLIENT_OPTIONS
+    )
+    missing = service.get_table_client("nosuch" + uuid.uuid4().hex[:12])
+
+    with pytest.raises(ResourceNotFoundError, match="TableNotFound"):
+        list(query(missing, "PartitionKey eq 'p'"))
