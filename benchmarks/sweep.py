@@ -64,8 +64,9 @@ from local.azurite import Azurite
 from shared import domain
 from shared.config import load_settings
 from shared.domain import Event, EventType, WidgetSettings
+from shared.enforcement import TIMER_WORKERS, EnforcementReport
 from shared.links import LinkSigner
-from shared.service import TIMER_WORKERS, EnforcementReport, ReconnectService
+from shared.service import ReconnectService
 from shared.store import MAX_BATCH, TableStore, due_bucket
 from shared.wiring import table_service_client
 

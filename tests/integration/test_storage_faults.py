@@ -44,8 +44,9 @@ from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
 from shared import domain
 from shared.domain import Conversation, Event, EventType, WidgetSettings
+from shared.enforcement import EnforcementReport
 from shared.errors import PreconditionFailed, StorageUnavailable
-from shared.service import CAPACITY_CHECK_DELAY, EnforcementReport, ReconnectService
+from shared.service import CAPACITY_CHECK_DELAY, ReconnectService
 from shared.store import TABLE_NAMES, due_bucket
 from shared.wiring import set_service
 from tests.conftest import FakeClock, fresh_function_app, make_service
