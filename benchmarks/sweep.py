@@ -67,7 +67,8 @@ from shared.domain import Event, EventType, WidgetSettings
 from shared.enforcement import TIMER_WORKERS, EnforcementReport
 from shared.links import LinkSigner
 from shared.service import ReconnectService
-from shared.store import MAX_BATCH, TableStore, due_bucket
+from shared.store import TableStore, due_bucket
+from shared.table_wire import MAX_OPERATIONS
 from shared.wiring import table_service_client
 
 T = TypeVar("T")
@@ -122,14 +123,14 @@ def _table(client: TableServiceClient, store: TableStore, name: str) -> TableCli
 def _batches(
     table: TableClient, rows: Iterable[tuple[str, str]], workers: ThreadPoolExecutor
 ) -> None:
-    """Upsert (PartitionKey, RowKey) rows in transactions of at most MAX_BATCH per partition."""
+    """Upsert (PartitionKey, RowKey) rows, at most MAX_OPERATIONS per transaction and partition."""
     by_partition: dict[str, list[str]] = {}
     for partition, row in rows:
         by_partition.setdefault(partition, []).append(row)
     chunks = [
-        (partition, keys[start : start + MAX_BATCH])
+        (partition, keys[start : start + MAX_OPERATIONS])
         for partition, keys in by_partition.items()
-        for start in range(0, len(keys), MAX_BATCH)
+        for start in range(0, len(keys), MAX_OPERATIONS)
     ]
 
     def submit(chunk: tuple[str, list[str]]) -> None:

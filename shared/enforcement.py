@@ -17,9 +17,9 @@ from enum import Enum
 
 from shared import domain
 from shared.domain import Conversation, State
-from shared.errors import MAX_WRITE_ATTEMPTS, ConcurrencyExhausted
+from shared.errors import ConcurrencyExhausted
 from shared.store import (
-    MAX_BATCH,
+    MAX_WRITE_ATTEMPTS,
     ConcurrencyConflict,
     DueRow,
     TableStore,
@@ -27,6 +27,7 @@ from shared.store import (
     bucket_before,
     due_bucket,
 )
+from shared.table_wire import MAX_OPERATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class EnforcementReport:
     past_due: bool = False
     capacity_released: int = 0
     errors: int = 0
+    # Rows whose outcome was written but whose index rows could not be cleaned up (the next
+    # run finishes it).
+    cleanup_errors: int = 0
     # Capacity checks done (index row made to agree with the conversation), and failed.
     capacity_checked: int = 0
     capacity_check_errors: int = 0
@@ -111,37 +115,32 @@ class TimeLimitEnforcer:
         with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
             # A snapshot that says "expired" is decided here, without I/O; only the other
             # rows are read, concurrently.
-            verdicts: list[RowResult | _Expiry | None] = [
-                self._judge_snapshot(row, now) for row in rows
-            ]
-            unread = [index for index, verdict in enumerate(verdicts) if verdict is None]
-            for index, verdict in zip(
-                unread,
-                pool.map(lambda index: self._judge_row(rows[index], now), unread),
-                strict=True,
-            ):
-                verdicts[index] = verdict
+            snapshots = [self._judge_snapshot(row, now) for row in rows]
+            unread = [row for row, verdict in zip(rows, snapshots, strict=True) if not verdict]
+            read = iter(pool.map(lambda row: self._judge_row(row, now), unread))
             decided = [
-                (row, verdict)
-                for row, verdict in zip(rows, verdicts, strict=True)
-                if verdict is not None
+                (row, verdict or next(read)) for row, verdict in zip(rows, snapshots, strict=True)
             ]
-            settled = pool.map(
-                lambda chunk: self._settle(chunk, now), self._chunks(decided, len(rows))
+            settled = list(
+                pool.map(lambda chunk: self._settle(chunk, now), self._chunks(decided, len(rows)))
             )
-            outcomes = [outcome for chunk in settled for outcome in chunk]
         lowest_pending = report.last_bucket
-        for row, (outcome, release, lateness) in outcomes:
-            if outcome is None:
-                report.errors += 1
-                lowest_pending = min(lowest_pending, row.bucket)
-                continue
-            setattr(report, outcome.value, getattr(report, outcome.value) + 1)
-            if outcome is RowOutcome.PENDING:
-                lowest_pending = min(lowest_pending, row.bucket)
-            if release is not None:
-                report.capacity_released += 1
-            report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
+        for outcomes, cleaned in settled:
+            for row, (outcome, release, lateness) in outcomes:
+                if not cleaned:
+                    # Its index rows stay: the next run must read this bucket again.
+                    report.cleanup_errors += 1
+                    lowest_pending = min(lowest_pending, row.bucket)
+                if outcome is None:
+                    report.errors += 1
+                    lowest_pending = min(lowest_pending, row.bucket)
+                    continue
+                setattr(report, outcome.value, getattr(report, outcome.value) + 1)
+                if outcome is RowOutcome.PENDING:
+                    lowest_pending = min(lowest_pending, row.bucket)
+                if release is not None and cleaned:
+                    report.capacity_released += 1
+                report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
         self._check_capacity(report)
         checkpoint = bucket_before(lowest_pending, CHECKPOINT_MARGIN_MINUTES)
         if checkpoint > report.first_bucket:
@@ -166,20 +165,21 @@ class TimeLimitEnforcer:
                 return (due_bucket(due) if due else "", verdict.outcome.agent_id or "")
             return ("", verdict[1] or "")
 
-        size = max(1, min(MAX_BATCH, -(-total // TIMER_WORKERS)))
+        size = max(1, min(MAX_OPERATIONS, -(-total // TIMER_WORKERS)))
         ordered = sorted(decided, key=order)
         return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
     def _settle(
         self, chunk: list[tuple[DueRow, RowResult | _Expiry]], now: datetime
-    ) -> list[tuple[DueRow, RowResult]]:
-        """Write one chunk's outcomes and keep the indexes in step; what happened to each row.
+    ) -> tuple[list[tuple[DueRow, RowResult]], bool]:
+        """Write one chunk's outcomes and keep the indexes in step: what happened to each
+        row, and whether the index cleanup succeeded.
 
         In order: the due rows the outcomes need (a wrap-up's auto-close), in batches and
         before any outcome is written, so that a crash never hides a wrap-up from the timer;
         the outcomes, each conditionally; then, in batches, the released agents' capacity
-        rows and the due rows that are done. Never raises: rows whose index cleanup failed
-        stay indexed for the next run, which finds them stale or pending.
+        rows and the due rows that are done. Never raises: if the cleanup fails, the rows
+        stay indexed and the next run finds them stale and finishes it.
         """
         created = self._put_due_rows(
             [
@@ -203,10 +203,8 @@ class TimeLimitEnforcer:
             self.store.delete_due(done)
         except Exception:
             logger.exception("Could not clean up the timer's index rows")
-            # The outcomes are written and their rows stay: the next run finds them stale and
-            # finishes the cleanup. Counted as errors, so the checkpoint waits for that run.
-            return [(row, (None, None, 0.0)) for row, _ in outcomes]
-        return outcomes
+            return outcomes, False
+        return outcomes, True
 
     def _check_capacity(self, report: EnforcementReport) -> None:
         """Make capacity rows agree with their conversations where a write noted a change.

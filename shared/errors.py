@@ -87,9 +87,5 @@ class StorageUnavailable(ChatReconnectError):
     """Table storage cannot be reached right now (503, with Retry-After)."""
 
 
-# Lost races are rare and short-lived; past this many, answer 503 and let the caller retry.
-MAX_WRITE_ATTEMPTS = 8
-
-
 class ConcurrencyExhausted(StorageUnavailable):
     """A conditional write kept losing races; the caller may retry shortly (503)."""

@@ -19,7 +19,6 @@ from shared.auth import bearer_token, customer_id_from_token
 from shared.domain import Conversation, Event, State, WidgetSettings
 from shared.enforcement import EnforcementReport, TimeLimitEnforcer
 from shared.errors import (
-    MAX_WRITE_ATTEMPTS,
     ConcurrencyExhausted,
     Conflict,
     FieldError,
@@ -36,6 +35,7 @@ from shared.links import (
     render_quick_reply,
 )
 from shared.store import (
+    MAX_WRITE_ATTEMPTS,
     ConcurrencyConflict,
     TableStore,
     Versioned,

@@ -44,7 +44,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-MAX_BATCH = MAX_OPERATIONS
 SETTINGS_ROW = "settings"
 CONVERSATION_ROW = "c"
 CHECKPOINT_KEY = ("checkpoint", "due")
@@ -57,6 +56,14 @@ SNAPSHOT_ETAG = "snapshotEtag"
 TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enforcer")
 # Inverted-time row keys sort newest first; this bound is far beyond any real date.
 _INVERT_BASE = 10**13
+
+
+# How many times a use case decides again after its conditional write lost a race; past
+# this many the caller gets 503 (ConcurrencyExhausted) and may retry shortly.
+MAX_WRITE_ATTEMPTS = 8
+# Rows found already gone that a delete transaction is re-sent without, before the rest
+# of its rows are deleted one by one.
+MISSING_ROWS_RESENT = 3
 
 
 class ConcurrencyConflict(Exception):
@@ -455,7 +462,7 @@ class TableStore:
 
     @_translate_errors
     def delete_due(self, rows: Iterable[DueRow]) -> None:
-        """Delete index rows, batched per bucket, at most MAX_BATCH per transaction."""
+        """Delete index rows, batched per bucket, at most MAX_OPERATIONS per transaction."""
         by_bucket: dict[str, list[str]] = {}
         for row in rows:
             by_bucket.setdefault(row.bucket, []).append(row.conversation_id)
@@ -464,7 +471,7 @@ class TableStore:
 
     @_translate_errors
     def put_due_rows(self, rows: Iterable[tuple[datetime, str]]) -> dict[tuple[str, str], str]:
-        """Create plain (moment, conversationId) index rows, at most MAX_BATCH per transaction.
+        """Create plain (moment, conversationId) index rows, at most MAX_OPERATIONS per transaction.
 
         Creates, not upserts: a transaction fails if one of its rows exists already, and its
         rows are then left out of the answer. The answer maps (bucket, conversationId) of each
@@ -478,8 +485,8 @@ class TableStore:
         client = self._table("due")
         created: dict[tuple[str, str], str] = {}
         for bucket, row_keys in by_bucket.items():
-            for start in range(0, len(row_keys), MAX_BATCH):
-                chunk = row_keys[start : start + MAX_BATCH]
+            for start in range(0, len(row_keys), MAX_OPERATIONS):
+                chunk = row_keys[start : start + MAX_OPERATIONS]
                 try:
                     etags = table_wire.submit(
                         client, [Operation("create", bucket, key) for key in chunk]
@@ -548,13 +555,14 @@ class TableStore:
         return [entity["conversationId"] for entity in page][:limit]
 
     def _delete_rows(self, table: str, partition: str, row_keys: list[str]) -> None:
-        """Delete rows of one partition, at most MAX_BATCH per transaction; rows already
-        gone are skipped (a transaction naming one fails whole, so it is sent again
-        without it)."""
+        """Delete rows of one partition, at most MAX_OPERATIONS per transaction; rows
+        already gone are skipped."""
         client = self._table(table)
-        for start in range(0, len(row_keys), MAX_BATCH):
-            chunk = row_keys[start : start + MAX_BATCH]
-            while chunk:
+        for start in range(0, len(row_keys), MAX_OPERATIONS):
+            chunk = row_keys[start : start + MAX_OPERATIONS]
+            # A transaction naming a row already gone fails whole: send it again without
+            # that row, once per missing row, then give up on batching for this chunk.
+            for _ in range(MISSING_ROWS_RESENT):
                 try:
                     table_wire.submit(
                         client, [Operation("delete", partition, key) for key in chunk]
@@ -563,8 +571,19 @@ class TableStore:
                 except TransactionRefused as refused:
                     gone = refused.index
                     if refused.status != 404 or gone is None or not 0 <= gone < len(chunk):
-                        raise
+                        self._delete_one_by_one(client, partition, chunk)
+                        break
                     del chunk[gone]
+                    if not chunk:
+                        break
+            else:
+                self._delete_one_by_one(client, partition, chunk)
+
+    @staticmethod
+    def _delete_one_by_one(client: TableClient, partition: str, row_keys: list[str]) -> None:
+        for key in row_keys:
+            with contextlib.suppress(ResourceNotFoundError):
+                client.delete_entity(partition, key)
 
     # --- timer checkpoint ---------------------------------------------------------------
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import quote
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -29,7 +29,7 @@ from azure.data.tables import TableClient
 # with a broken response instead of a clean error, so the limit is enforced here.
 MAX_OPERATIONS = 100
 
-Kind = Literal["create", "upsert", "delete"]
+Kind = Literal["create", "delete"]
 
 # The status line of each operation's answer, its headers, and its body up to the next
 # boundary line; the answers come in the order of the operations.
@@ -43,32 +43,32 @@ _FAILED_INDEX = re.compile(r"^(\d+):")
 # One boundary for every transaction rather than a new one each time: http.client parses
 # a multipart answer's headers with the email package, which compiles a regular expression
 # from the boundary (~0.4 ms) unless its cache has it, and Azurite echoes the request's
-# boundary in its answer. A body that happens to contain it gets a fresh one.
+# boundary in its answer. (Azure answers with a boundary of its own, so there the compile
+# stays; the fixed boundary costs nothing either way.) A body that contains it gets a
+# fresh one.
 _BOUNDARY = "chatreconnect-0f6c2b9e4d7a4e15b3a8"
 
 
 @dataclass(frozen=True)
 class Operation:
-    """One write of a transaction: create, upsert (replace) or delete one entity.
-
-    Properties are strings (all the index rows hold); a delete matches any ETag.
-    """
+    """One write of a transaction: create an index row (keys only), or delete one whatever
+    its ETag."""
 
     kind: Kind
     partition_key: str
     row_key: str
-    properties: Mapping[str, str] = field(default_factory=dict)
 
 
-class TransactionRefused(Exception):
+class TransactionRefused(HttpResponseError):
     """Storage refused one operation, so it applied none of them.
 
-    `index` is the refused operation's position when storage named it.
+    `index` is the refused operation's position when storage named it. An HttpResponseError
+    with the refusal's status, so that callers that do not handle it see a storage error.
     """
 
     def __init__(self, status: int, code: str, index: int | None) -> None:
         super().__init__(f"transaction refused: operation {index} answered {status} {code}")
-        self.status = status
+        self.status = self.status_code = status
         self.code = code
         self.index = index
 
@@ -87,7 +87,8 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[str | No
         raise ValueError(f"a transaction holds at most {MAX_OPERATIONS} operations")
     if len({operation.partition_key for operation in operations}) != 1:
         raise ValueError("a transaction's operations must share one partition")
-    table_url = f"{table.url}/{table.table_name}"
+    account_url, sas = _account_url(table)
+    table_url = f"{account_url}/{table.table_name}"
     boundary = _BOUNDARY
     parts = [
         _operation_part(index, table_url, operation) for index, operation in enumerate(operations)
@@ -104,7 +105,7 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[str | No
     )
     request = HttpRequest(
         "POST",
-        f"{table.url}/$batch",
+        f"{account_url}/$batch{sas}",
         headers={
             **_headers(table),
             "MaxDataServiceVersion": "3.0;NetFx",
@@ -115,7 +116,7 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[str | No
     )
     response = _send(table, request)
     if response.status_code != 202:
-        raise HttpResponseError(response=response)
+        _raise_for(response)
     return _read_answers(response.text(), len(operations))
 
 
@@ -126,33 +127,58 @@ def query(table: TableClient, condition: str) -> Iterator[dict[str, Any]]:
     Raises ResourceNotFoundError (TableNotFound) when the table is missing,
     HttpResponseError when storage refused or failed, AzureError when unreachable.
     """
-    params = {"$filter": condition}
+    account_url, sas = _account_url(table)
+    continuation: dict[str, str] = {}
     while True:
         request = HttpRequest(
             "GET",
-            f"{table.url}/{table.table_name}()",
-            params=params,
+            f"{account_url}/{table.table_name}(){sas}",
+            params={"$filter": condition, **continuation},
             headers={**_headers(table), "Accept": "application/json;odata=minimalmetadata"},
         )
         response = _send(table, request)
-        if response.status_code == 404:
-            raise ResourceNotFoundError(response=response)
         if response.status_code != 200:
-            raise HttpResponseError(response=response)
+            _raise_for(response)
         for entity in json.loads(response.text())["value"]:
             yield _typed(entity)
-        next_partition = response.headers.get("x-ms-continuation-NextPartitionKey")
-        if not next_partition:
+        # Each page names where the next starts; a page without a row key starts at the
+        # beginning of its partition.
+        continuation = {
+            name: value
+            for name in ("NextPartitionKey", "NextRowKey")
+            if (value := response.headers.get(f"x-ms-continuation-{name}"))
+        }
+        if "NextPartitionKey" not in continuation:
             return
-        params = {**params, "NextPartitionKey": next_partition}
-        next_row = response.headers.get("x-ms-continuation-NextRowKey")
-        if next_row:
-            params["NextRowKey"] = next_row
 
 
 def quoted(value: str) -> str:
     """A string as an OData literal inside a filter."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def _account_url(table: TableClient) -> tuple[str, str]:
+    """The account's URL without its query, and the query (a SAS token) to append, if any."""
+    url, _, query_string = table.url.partition("?")
+    return url.rstrip("/"), f"?{query_string}" if query_string else ""
+
+
+def _raise_for(response: HttpResponse) -> NoReturn:
+    """Raise what an unsuccessful answer means: ResourceNotFoundError naming its error code
+    for a 404 (TableNotFound is what the store recreates tables on), else HttpResponseError."""
+    code, _ = _error(response.text())
+    if response.status_code == 404:
+        raise ResourceNotFoundError(message=code or "ResourceNotFound", response=response)
+    raise HttpResponseError(response=response)
+
+
+def _error(body: str) -> tuple[str, str]:
+    """The code and message of a Table storage error body ("", "" when it has none)."""
+    try:
+        error = json.loads(body)["odata.error"]
+        return str(error["code"]), str(error["message"]["value"])
+    except (ValueError, KeyError, TypeError):
+        return "", ""
 
 
 def _headers(table: TableClient) -> dict[str, str]:
@@ -206,18 +232,10 @@ def _operation_part(index: int, table_url: str, operation: Operation) -> str:
     common = "DataServiceVersion: 3.0\r\nAccept: application/json;odata=minimalmetadata\r\n"
     if operation.kind == "delete":
         return f"{head}DELETE {entity_url} HTTP/1.1\r\n{common}If-Match: *\r\n\r\n\r\n"
-    payload = json.dumps(
-        {
-            **operation.properties,
-            "PartitionKey": operation.partition_key,
-            "RowKey": operation.row_key,
-        }
-    )
-    # create: POST to the table (fails if the entity exists); upsert: PUT without If-Match
-    # (insert or replace).
-    line = f"POST {table_url}" if operation.kind == "create" else f"PUT {entity_url}"
+    # A create is a POST to the table: it fails if the entity exists.
+    payload = json.dumps({"PartitionKey": operation.partition_key, "RowKey": operation.row_key})
     return (
-        f"{head}{line} HTTP/1.1\r\n{common}Content-Type: application/json\r\n"
+        f"{head}POST {table_url} HTTP/1.1\r\n{common}Content-Type: application/json\r\n"
         f"Prefer: return-no-content\r\nContent-Length: {len(payload.encode('utf-8'))}\r\n\r\n"
         f"{payload}\r\n"
     )
@@ -245,12 +263,9 @@ def _read_answers(text: str, expected: int) -> list[str | None]:
     ]
 
 
-def _raise_refusal(status: int, body: str) -> None:
-    try:
-        error = json.loads(body)["odata.error"]
-        code, message = str(error["code"]), str(error["message"]["value"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "", ""
+def _raise_refusal(status: int, body: str) -> NoReturn:
+    """Raise what a refused operation's answer means (see `submit`)."""
+    code, message = _error(body)
     if status >= 500:
         raise HttpResponseError(message=f"transaction operation answered {status} {code}")
     if code == "TableNotFound":

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
+from requests.utils import get_environ_proxies
 
 from shared.config import Settings, get_settings
 from shared.links import LinkSigner
 from shared.service import ReconnectService
 from shared.store import TableStore
 
+# Seconds to connect to storage and to wait for its answer.
+STORAGE_TIMEOUTS = {"connection_timeout": 2, "read_timeout": 5}
 # Bounded SDK retries: a request answers (or fails with 503) within a few seconds
 # instead of the SDK default of ten retries with growing back-off.
 STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
@@ -26,8 +27,7 @@ STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
     "retry_status": 2,
     "retry_backoff_factor": 0.2,
     "retry_backoff_max": 1,
-    "connection_timeout": 2,
-    "read_timeout": 5,
+    **STORAGE_TIMEOUTS,
 }
 
 _lock = threading.Lock()
@@ -56,44 +56,31 @@ def table_service_client(settings: Settings) -> TableServiceClient:
     )
 
 
-def storage_client_options(
-    endpoint: str, environ: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Client options with the environment's proxy and CA-bundle settings read once, here.
+def storage_client_options(endpoint: str) -> dict[str, Any]:
+    """The storage client's options, with the environment's proxy and CA-bundle settings
+    read once, here, for `endpoint`.
 
     By default `requests` reads them again on every request, walking the whole environment
-    several times per call: about 40% of the client CPU of a storage request on the
-    development machine (docs/performance.md). The same settings, read at start-up:
-    HTTP(S)_PROXY unless NO_PROXY covers the storage host, and REQUESTS_CA_BUNDLE or
-    CURL_CA_BUNDLE. Changing them means restarting the app, like every other setting.
+    several times per call: ~15-18 % of the client CPU of a storage request on the
+    development machine (docs/performance.md). Here the same `requests` function decides
+    once which proxy the endpoint takes (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), and
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is kept, as `requests` would. Changing them means
+    restarting the app, like every other setting.
     """
-    environ = os.environ if environ is None else environ
-    options: dict[str, Any] = {
-        **STORAGE_CLIENT_OPTIONS,
-        "transport": RequestsTransport(use_env_settings=False),
-    }
-    lowered = {name.lower(): value for name, value in environ.items() if value}
-    proxies = {
-        scheme: lowered[f"{scheme}_proxy"]
-        for scheme in ("http", "https")
-        if f"{scheme}_proxy" in lowered
-    }
-    host = (urlsplit(endpoint).hostname or "").lower()
-    if proxies and not _bypasses_proxy(host, lowered.get("no_proxy", "")):
+    ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    # Timeouts and certificate checks belong to the transport: given a transport of its
+    # own, the client ignores them among its options.
+    transport = RequestsTransport(
+        use_env_settings=False,
+        connection_timeout=STORAGE_TIMEOUTS["connection_timeout"],
+        read_timeout=STORAGE_TIMEOUTS["read_timeout"],
+        connection_verify=ca_bundle or True,
+    )
+    options: dict[str, Any] = {**STORAGE_CLIENT_OPTIONS, "transport": transport}
+    proxies = get_environ_proxies(endpoint)
+    if proxies:
         options["proxies"] = proxies
-    ca_bundle = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
-    if ca_bundle:
-        options["connection_verify"] = ca_bundle
     return options
-
-
-def _bypasses_proxy(host: str, no_proxy: str) -> bool:
-    """NO_PROXY as curl reads it: `*`, or per entry a host name or a domain suffix."""
-    for entry in (part.strip().lower() for part in no_proxy.split(",")):
-        name = entry.lstrip(".").rsplit(":", 1)[0] if entry != "*" else entry
-        if name == "*" or (name and (host == name or host.endswith("." + name))):
-            return True
-    return False
 
 
 def build_service(settings: Settings, table_prefix: str = "") -> ReconnectService:

@@ -32,6 +32,7 @@ def enforce_time_limits(timer: func.TimerRequest) -> None:
         "stale": report.stale,
         "pending": report.pending,
         "errors": report.errors,
+        "cleanupErrors": report.cleanup_errors,
         "capacityReleased": report.capacity_released,
         "capacityChecked": report.capacity_checked,
         "capacityCheckErrors": report.capacity_check_errors,

@@ -633,7 +633,8 @@ def test_when_the_index_cleanup_fails_the_next_run_finishes_it_and_the_checkpoin
 
     # The outcomes are written; their rows stay and hold the checkpoint back.
     assert all(stored(service, cid).end_reason == "reconnect_timeout" for cid in ids)
-    assert report.errors == len(ids)
+    assert (report.expired, report.errors, report.cleanup_errors) == (3, 0, 3)
+    assert report.capacity_released == 0
     assert {(due_bucket(DEADLINE), cid) for cid in ids} <= due_rows(azurite, service)
     assert {(AGENT, cid) for cid in ids} <= capacity_rows(azurite, service)
     assert service.store.get_checkpoint() == bucket_before(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import socket
 import uuid
 from datetime import timedelta
 
@@ -13,9 +15,9 @@ from azure.identity import DefaultAzureCredential
 
 from local.azurite import Azurite
 from shared.config import load_settings
+from shared.errors import StorageUnavailable
 from shared.links import LinkSigner
 from shared.wiring import (
-    STORAGE_CLIENT_OPTIONS,
     build_service,
     storage_client_options,
     table_service_client,
@@ -66,61 +68,81 @@ def test_an_agent_never_seen_holds_nothing(api: httpx.Client) -> None:
     assert answer.json() == {"agentId": "nobody-yet", "held": 0, "conversations": []}
 
 
-# --- proxy and CA settings: read once at start-up, not on every request -----------------
+# --- proxy, CA and timeout settings: read once at start-up, not on every request ---------
+
+PROXY_VARIABLES = (
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+    "http_proxy", "https_proxy", "all_proxy", "no_proxy",
+    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+)  # fmt: skip
+ENDPOINT = "https://account.table.core.windows.net"
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The process environment without any proxy or CA-bundle setting, to set in the test."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
 
 
 @pytest.mark.parametrize(
-    ("environ", "proxies"),
+    ("variables", "proxy"),
     [
         ({}, None),
-        ({"HTTPS_PROXY": "http://proxy:3128"}, {"https": "http://proxy:3128"}),
-        (
-            {"http_proxy": "http://p:1", "https_proxy": "http://p:2"},
-            {"http": "http://p:1", "https": "http://p:2"},
-        ),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128"),
+        ({"https_proxy": "http://lower:1", "HTTP_PROXY": "http://other:2"}, "http://lower:1"),
+        ({"ALL_PROXY": "http://all:3128"}, None),
         ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "account.table.core.windows.net"}, None),
         ({"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "localhost, .core.windows.net"}, None),
-        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "core.windows.net:443"}, None),
         ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "*"}, None),
         (
             {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "windows.net.example,other"},
-            {"https": "http://proxy:3128"},
+            "http://proxy:3128",
         ),
-        ({"HTTPS_PROXY": ""}, None),
     ],
 )
-def test_proxies_come_from_the_environment_unless_no_proxy_covers_the_storage_host(
-    environ: dict[str, str], proxies: dict[str, str] | None
+def test_the_https_proxy_comes_from_the_environment_unless_no_proxy_covers_the_host(
+    environ: pytest.MonkeyPatch, variables: dict[str, str], proxy: str | None
 ) -> None:
-    options = storage_client_options("https://account.table.core.windows.net", environ)
+    for name, value in variables.items():
+        environ.setenv(name, value)
 
-    assert options.get("proxies") == proxies
-    assert {k: options[k] for k in STORAGE_CLIENT_OPTIONS} == STORAGE_CLIENT_OPTIONS
+    options = storage_client_options(ENDPOINT)
+
+    assert options.get("proxies", {}).get("https") == proxy
+    if "ALL_PROXY" in variables:
+        assert options["proxies"]["all"] == variables["ALL_PROXY"]
 
 
 @pytest.mark.parametrize(
-    ("environ", "verify"),
+    ("variables", "verify"),
     [
-        ({}, None),
+        ({}, True),
         ({"REQUESTS_CA_BUNDLE": "/etc/ca.pem"}, "/etc/ca.pem"),
         ({"CURL_CA_BUNDLE": "/etc/curl.pem"}, "/etc/curl.pem"),
         ({"REQUESTS_CA_BUNDLE": "/etc/ca.pem", "CURL_CA_BUNDLE": "/etc/curl.pem"}, "/etc/ca.pem"),
     ],
 )
-def test_a_ca_bundle_from_the_environment_is_kept(
-    environ: dict[str, str], verify: str | None
+def test_a_ca_bundle_from_the_environment_checks_the_storage_certificate(
+    environ: pytest.MonkeyPatch, variables: dict[str, str], verify: str | bool
 ) -> None:
-    options = storage_client_options("https://account.table.core.windows.net", environ)
+    for name, value in variables.items():
+        environ.setenv(name, value)
 
-    assert options.get("connection_verify") == verify
+    transport = storage_client_options(ENDPOINT)["transport"]
+
+    assert transport.connection_config.verify == verify
 
 
-def test_a_proxy_set_at_start_up_carries_the_storage_requests(azurite: Azurite) -> None:
+def test_a_proxy_set_at_start_up_carries_the_storage_requests(
+    azurite: Azurite, environ: pytest.MonkeyPatch
+) -> None:
     # Nothing listens on the discard port: requests that go through the proxy fail.
-    unreachable = {"HTTP_PROXY": "http://127.0.0.1:9"}
-    options = storage_client_options(azurite.connection_string, unreachable)
+    environ.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    endpoint = TableServiceClient.from_connection_string(azurite.connection_string).url
     client = TableServiceClient.from_connection_string(
-        azurite.connection_string, **{**options, "retry_total": 0}
+        azurite.connection_string, **{**storage_client_options(endpoint), "retry_total": 0}
     )
 
     with pytest.raises(ServiceRequestError):
@@ -128,7 +150,7 @@ def test_a_proxy_set_at_start_up_carries_the_storage_requests(azurite: Azurite) 
 
 
 def test_the_environment_is_not_read_again_per_request(
-    azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+    azurite: Azurite, environ: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings(
         {"TABLES_CONNECTION_STRING": azurite.connection_string, "RECONNECT_SIGNING_KEY": KEY}
@@ -138,9 +160,28 @@ def test_the_environment_is_not_read_again_per_request(
 
     # requests would send this through the (unreachable) proxy if it read the environment
     # on each call, as it does by default.
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    environ.setenv("HTTP_PROXY", "http://127.0.0.1:9")
 
     service.store.ping()
+
+
+def test_a_storage_server_that_never_answers_times_out(environ: pytest.MonkeyPatch) -> None:
+    # Accepts connections (the kernel's backlog) and never reads or answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        connection_string = (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={base64.b64encode(b'k' * 64).decode()};"
+            f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+        settings = load_settings(
+            {"TABLES_CONNECTION_STRING": connection_string, "RECONNECT_SIGNING_KEY": KEY}
+        )
+        store = build_service(settings).store
+
+        # The read timeout (5 s, retried once) ends it; without it the wait is 300 s and the
+        # test's own timeout fails it.
+        with pytest.raises(StorageUnavailable):
+            store.get_widget("w")
