@@ -16,8 +16,8 @@ It starts its own in-memory Azurite on a free 127.0.0.1 port (stopped by its PID
     sequential `TableClient.update_entity(mode=REPLACE, etag=<its ETag>,
     match_condition=IfNotModified)` calls from one thread, each on a different
     conversation-shaped entity read beforehand (the reads are not timed), on a client built
-    exactly as the app builds its own. Target: >= 0.7. For reference, the same updates from
-    TIMER_WORKERS threads are measured too.
+    exactly as the app builds its own; the same updates from TIMER_WORKERS threads are
+    measured too, and the faster of the two is the baseline. Target: >= 0.7.
 
 Targets are judged on the best repetition (the machine is shared: interference only adds
 time); medians are reported alongside. Each timed run also records the HTTP requests sent,
@@ -494,12 +494,17 @@ def summarize(scenarios: Sequence[Scenario], raw: Sequence[dict[str, Any]]) -> d
     ratios: dict[str, dict[str, float]] = {}
     for name in pick:
         expiry_rate = expirations / none[f"{name}Seconds"]
-        raw_rate = updates / raw_seconds[name]
+        sequential_rate = updates / raw_seconds[name]
+        concurrent_rate = updates / concurrent_seconds[name]
+        # The baseline is the faster way of driving raw updates, so that the timer's threads
+        # cannot gain on it merely by overlapping what one thread would wait for.
+        raw_rate = max(sequential_rate, concurrent_rate)
         ratios[name] = {
             "storedRatio": round(largest[f"{name}Seconds"] / none[f"{name}Seconds"], 3),
             "expirationsPerSecond": round(expiry_rate, 1),
-            "rawConditionalUpdatesPerSecond": round(raw_rate, 1),
-            "rawConcurrentUpdatesPerSecond": round(updates / concurrent_seconds[name], 1),
+            "rawConditionalUpdatesPerSecond": round(sequential_rate, 1),
+            "rawConcurrentUpdatesPerSecond": round(concurrent_rate, 1),
+            "rawBaselinePerSecond": round(raw_rate, 1),
             "rateRatio": round(expiry_rate / raw_rate, 3),
         }
     none_runs = min(scenarios, key=lambda scenario: scenario.stored).runs
@@ -566,12 +571,12 @@ def table(figures: dict[str, Any]) -> str:
         "",
         f"(a) largest / none: {best['storedRatio']:.3f} (median {median['storedRatio']:.3f}); "
         f"target <= {summary['storedRatioTarget']}: {met[summary['storedRatioMet']]}",
-        f"(b) expirations/s {best['expirationsPerSecond']:,.0f} vs raw sequential conditional "
-        f"updates/s {best['rawConditionalUpdatesPerSecond']:,.0f}: {best['rateRatio']:.3f} "
+        f"(b) expirations/s {best['expirationsPerSecond']:,.0f} vs raw conditional updates/s "
+        f"{best['rawBaselinePerSecond']:,.0f}: {best['rateRatio']:.3f} "
         f"(median {median['rateRatio']:.3f}); target >= {summary['rateRatioTarget']}: "
         f"{met[summary['rateRatioMet']]}",
-        f"    for reference: raw conditional updates from {TIMER_WORKERS} threads: "
-        f"{best['rawConcurrentUpdatesPerSecond']:,.0f}/s",
+        f"    raw: the faster of one thread ({best['rawConditionalUpdatesPerSecond']:,.0f}/s) "
+        f"and {TIMER_WORKERS} threads ({best['rawConcurrentUpdatesPerSecond']:,.0f}/s)",
         "",
         f"{'medians, per':>26} | {'requests':>9} | {'client CPU ms':>13} | {'Azurite CPU ms':>14}",
         f"{'-' * 26}-+-{'-' * 9}-+-{'-' * 13}-+-{'-' * 14}",
@@ -668,9 +673,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": environment(),
         "plan": dataclasses.asdict(plan),
         "baseline": (
-            "sequential TableClient.update_entity(mode=REPLACE, etag=<entity's ETag>, "
+            "TableClient.update_entity(mode=REPLACE, etag=<entity's ETag>, "
             "match_condition=IfNotModified), one call per distinct conversation-shaped entity "
-            "read beforehand (untimed), same Azurite and client options, same repetitions"
+            "read beforehand (untimed), same Azurite and client options, same repetitions; "
+            f"the faster of one thread and {TIMER_WORKERS} threads"
         ),
         "summary": summarize(scenarios, raw),
         "scenarios": {scenario.name: scenario.runs for scenario in scenarios},
