@@ -52,7 +52,7 @@ from azure.data.tables import TableClient, TableServiceClient
 
 from local.azurite import Azurite, free_port, wait_for_port
 from shared.store import CONVERSATION_ROW
-from shared.wiring import STORAGE_CLIENT_OPTIONS
+from shared.wiring import storage_client_options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "load.json"
@@ -620,8 +620,10 @@ def measure(args: argparse.Namespace, host_module: str, log_path: Path) -> dict[
         )
 
         def make_client() -> TableClient:
+            # Built as the app builds its own (shared/wiring.py).
+            endpoint = TableServiceClient.from_connection_string(azurite.connection_string).url
             service = TableServiceClient.from_connection_string(
-                azurite.connection_string, **STORAGE_CLIENT_OPTIONS
+                azurite.connection_string, **storage_client_options(endpoint)
             )
             return service.get_table_client("conversations")
 
