@@ -33,7 +33,6 @@ import platform
 import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from azure.data.tables import TableClient, TableServiceClient
 
-from local.azurite import Azurite, free_port, wait_for_port
+from local.azurite import Azurite
+from local.processes import free_port, stop_process_group, wait_for_port
 from shared.store import CONVERSATION_ROW
 from shared.wiring import storage_client_options
 
@@ -164,16 +164,8 @@ class LocalHost:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
-        except ProcessLookupError:
-            pass
+        if self.process is not None:
+            stop_process_group(self.process, timeout)
 
 
 @contextlib.contextmanager

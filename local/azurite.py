@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 from types import TracebackType
+
+from local.processes import free_port, stop_process_group, wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_TABLE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
@@ -18,31 +17,12 @@ DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def connection_string(port: int) -> str:
     """The connection string of an Azurite table service on 127.0.0.1:port."""
     return (
         f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
         f"TableEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};"
     )
-
-
-def wait_for_port(port: int, timeout: float) -> None:
-    """Block until something accepts TCP connections on 127.0.0.1:port, or raise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
 class Azurite:
@@ -96,18 +76,11 @@ class Azurite:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server by its PID (its process group), waiting until it is gone."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
         # Azurite saves a data folder only on SIGINT; SIGTERM would lose recent writes.
         first_signal = signal.SIGINT if self.location is not None else signal.SIGTERM
-        try:
-            os.killpg(self.process.pid, first_signal)
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
-        except ProcessLookupError:
-            pass
+        stop_process_group(self.process, timeout, first_signal)
 
     def restart(self, timeout: float = 30.0) -> Azurite:
         """Stop and start again on the same port (in-memory data is lost)."""

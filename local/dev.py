@@ -25,6 +25,7 @@ from types import FrameType
 
 from local.azurite import DEV_ACCOUNT, Azurite, connection_string
 from local.host import DEFAULT_APP, HostError, read_route_prefix
+from local.processes import stop_process_group
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR_ENV = "CHAT_RECONNECT_DEV_DIR"
@@ -114,20 +115,6 @@ def _handling_stop_signals() -> Iterator[_StopSignal]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-    """Stop a child started in its own session: SIGTERM its group, SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout)
-    except ProcessLookupError:
-        pass
 
 
 def health_status(url: str) -> int | None:
@@ -222,7 +209,7 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
             return _watch(azurite, host, stop)
         finally:
             if host is not None:
-                stop_process(host)
+                stop_process_group(host, STOP_TIMEOUT)
             azurite.stop()
             (directory / "pids.json").unlink(missing_ok=True)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local.azurite import free_port
 from local.dev import ensure_signing_key
+from local.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_APP = "tests/local/sample_app.py:health_app"
