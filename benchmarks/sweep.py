@@ -61,14 +61,15 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from local.azurite import Azurite
-from shared import domain
 from shared.config import load_settings
-from shared.domain import Event, EventType, WidgetSettings
-from shared.enforcement import TIMER_WORKERS, EnforcementReport
-from shared.links import LinkSigner
-from shared.service import ReconnectService
-from shared.store import TableStore, due_bucket
-from shared.table_wire import MAX_OPERATIONS
+from shared.domain import conversation as domain
+from shared.domain.conversation import Event, EventType
+from shared.domain.links import LinkSigner
+from shared.domain.settings import WidgetSettings
+from shared.services.enforcement import TIMER_WORKERS, EnforcementReport
+from shared.services.service import ReconnectService
+from shared.storage.store import TableStore, due_bucket
+from shared.storage.table_wire import MAX_OPERATIONS
 from shared.wiring import table_service_client
 
 T = TypeVar("T")

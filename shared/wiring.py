@@ -12,9 +12,9 @@ from azure.data.tables import TableServiceClient
 from requests.utils import get_environ_proxies
 
 from shared.config import Settings, get_settings
-from shared.links import LinkSigner
-from shared.service import ReconnectService
-from shared.store import TableStore
+from shared.domain.links import LinkSigner
+from shared.services.service import ReconnectService
+from shared.storage.store import TableStore
 
 # Seconds to connect to storage and to wait for its answer.
 STORAGE_TIMEOUTS = {"connection_timeout": 2, "read_timeout": 5}

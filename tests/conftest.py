@@ -22,9 +22,9 @@ from local.azurite import Azurite
 os.environ.setdefault("RECONNECT_ENFORCE_SCHEDULE", "*/30 * * * * *")
 os.environ.setdefault("RECONNECT_SIGNING_KEY", "test-signing-key-" + "x" * 32)
 
-from shared.links import LinkSigner
-from shared.service import ReconnectService
-from shared.store import TableStore
+from shared.domain.links import LinkSigner
+from shared.services.service import ReconnectService
+from shared.storage.store import TableStore
 from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
 from tests.keys import new_rsa_key
 

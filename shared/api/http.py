@@ -17,7 +17,8 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from shared.api.problems import SECURITY_HEADERS, internal_error_response, problem_response
-from shared.errors import (
+from shared.api.schemas import ID_PATTERN
+from shared.domain.errors import (
     BadRequest,
     ChatReconnectError,
     FieldError,
@@ -25,7 +26,6 @@ from shared.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from shared.schemas import ID_PATTERN
 
 logger = logging.getLogger(__name__)
 

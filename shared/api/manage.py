@@ -23,9 +23,9 @@ from shared.api.http import (
     path_id,
     validate,
 )
+from shared.api.schemas import Problem, WidgetSettingsBody, WidgetSettingsList, WidgetSettingsView
 from shared.api.views import widget_from_body, widget_view
-from shared.errors import BadRequest, FieldError, ValidationFailed
-from shared.schemas import Problem, WidgetSettingsBody, WidgetSettingsList, WidgetSettingsView
+from shared.domain.errors import BadRequest, FieldError, ValidationFailed
 from shared.wiring import get_service
 
 bp = blueprint()

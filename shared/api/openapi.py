@@ -11,7 +11,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.api.http import JSON, OPERATIONS, Operation
 from shared.api.problems import PROBLEM_MEDIA_TYPE
-from shared.schemas import ID_PATTERN
+from shared.api.schemas import ID_PATTERN
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\??\}")
 _ID_PARAMS = {"widgetId", "conversationId", "agentId"}

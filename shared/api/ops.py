@@ -9,7 +9,7 @@ import azure.functions as func
 from shared.api.http import JSON, Answer, Operation, blueprint, endpoint, json_response
 from shared.api.openapi import build_openapi
 from shared.api.problems import SECURITY_HEADERS
-from shared.schemas import HealthView, Problem
+from shared.api.schemas import HealthView, Problem
 from shared.wiring import get_service
 
 bp = blueprint()

@@ -6,9 +6,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared.api.http import Answer, Operation, blueprint, endpoint, json_response, parse, path_id
-from shared.api.views import conversation_view
-from shared.domain import Event
-from shared.schemas import (
+from shared.api.schemas import (
     CapacityView,
     ConversationView,
     EventBody,
@@ -19,6 +17,8 @@ from shared.schemas import (
     ReconnectLinkView,
     RegisterConversationBody,
 )
+from shared.api.views import conversation_view
+from shared.domain.conversation import Event
 from shared.wiring import get_service
 
 bp = blueprint()

@@ -9,7 +9,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import errors
+from shared.domain import errors
 
 logger = logging.getLogger(__name__)
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from shared.domain import Authentication, PublicKey, WidgetSettings
-from shared.schemas import (
+from shared.api.schemas import (
     AuthenticationView,
     ConversationView,
     PublicKeyView,
     WidgetSettingsBody,
     WidgetSettingsView,
 )
-from shared.service import ConversationResult
+from shared.domain.settings import Authentication, PublicKey, WidgetSettings
+from shared.services.service import ConversationResult
 
 
 def widget_view(widget: WidgetSettings) -> WidgetSettingsView:

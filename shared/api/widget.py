@@ -14,8 +14,8 @@ from shared.api.http import (
     no_content,
     path_id,
 )
-from shared.schemas import ContinueView, Problem, ReconnectableView, ReconnectContextView
-from shared.service import CustomerSession
+from shared.api.schemas import ContinueView, Problem, ReconnectableView, ReconnectContextView
+from shared.services.service import CustomerSession
 from shared.wiring import get_service
 
 bp = blueprint()

@@ -24,7 +24,7 @@ from azure.data.tables import TableServiceClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.azurite import Azurite
-from shared.service import ReconnectService
+from shared.services.service import ReconnectService
 from tests.conftest import FakeClock, decode, http_request
 from tests.keys import public_pem
 

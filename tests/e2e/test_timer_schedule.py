@@ -18,7 +18,7 @@ import pytest
 import shared.wiring
 from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
-from shared.service import ReconnectService, utc_now
+from shared.services.service import ReconnectService, utc_now
 from shared.wiring import set_service
 from tests.conftest import fresh_function_app, make_service
 

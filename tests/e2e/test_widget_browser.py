@@ -24,9 +24,9 @@ from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sy
 from local.azurite import Azurite
 from local.demo import DevIssuer, demo_routes
 from local.host import build_app, serve_in_thread
-from shared.auth import customer_id_from_token
-from shared.domain import Authentication, PublicKey
-from shared.service import ReconnectService
+from shared.domain.auth import customer_id_from_token
+from shared.domain.settings import Authentication, PublicKey
+from shared.services.service import ReconnectService
 from tests.conftest import FakeClock, fresh_function_app
 
 pytestmark = pytest.mark.browser

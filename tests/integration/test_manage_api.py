@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shared.api.manage import delete_widget, get_widget, list_widgets, patch_widget, put_widget
-from shared.service import ReconnectService
+from shared.services.service import ReconnectService
 from tests.conftest import START, Answer, FakeClock, decode, http_request
 from tests.keys import public_pem as _public_pem
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from shared.service import ReconnectService
+from shared.services.service import ReconnectService
 from tests.conftest import START, FakeClock
 
 T = TypeVar("T")

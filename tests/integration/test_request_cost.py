@@ -25,7 +25,7 @@ import pytest
 from azure.core.pipeline import PipelineRequest
 
 from local.azurite import Azurite
-from shared.service import ReconnectService
+from shared.services.service import ReconnectService
 from shared.wiring import set_service
 from tests.conftest import FakeClock, make_service
 

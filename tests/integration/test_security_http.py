@@ -13,8 +13,8 @@ from azure.data.tables import TableServiceClient
 from azure.functions.timer import TimerRequest
 
 from local.azurite import Azurite
-from shared.links import MAC_LENGTH
-from shared.service import ReconnectService
+from shared.domain.links import MAC_LENGTH
+from shared.services.service import ReconnectService
 from tests.conftest import SIGNING_KEY, FakeClock, decode, http_request
 
 WIDGET = "sec-w"

@@ -15,7 +15,7 @@ from local.azurite import Azurite
 from shared.api.manage import delete_widget, get_widget, list_widgets, patch_widget, put_widget
 from shared.api.ops import health
 from shared.api.platform import get_conversation, register_conversation
-from shared.service import ReconnectService
+from shared.services.service import ReconnectService
 from shared.wiring import set_service
 from tests.conftest import Answer, FakeClock, decode, http_request, make_service
 

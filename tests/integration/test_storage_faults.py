@@ -42,12 +42,13 @@ from azure.data.tables import TableServiceClient
 
 from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
-from shared import domain
-from shared.domain import Conversation, Event, EventType, WidgetSettings
-from shared.enforcement import EnforcementReport
-from shared.errors import PreconditionFailed, StorageUnavailable
-from shared.service import CAPACITY_CHECK_DELAY, ReconnectService
-from shared.store import TABLE_NAMES, due_bucket
+from shared.domain import conversation as domain
+from shared.domain.conversation import Conversation, Event, EventType
+from shared.domain.errors import PreconditionFailed, StorageUnavailable
+from shared.domain.settings import WidgetSettings
+from shared.services.enforcement import EnforcementReport
+from shared.services.service import CAPACITY_CHECK_DELAY, ReconnectService
+from shared.storage.store import TABLE_NAMES, due_bucket
 from shared.wiring import set_service
 from tests.conftest import FakeClock, fresh_function_app, make_service
 

@@ -1,4 +1,4 @@
-"""Transactions and queries written as text (shared/table_wire.py) against a real Azurite.
+"""Transactions and queries written as text (shared/storage/table_wire.py) against a real Azurite.
 
 The module sends requests of its own through the SDK client's pipeline; these tests pin
 what it relies on: all-or-nothing, the ETags it returns, the refusal it reports (with the
@@ -25,7 +25,7 @@ from azure.data.tables import (
 )
 
 from local.azurite import Azurite
-from shared.table_wire import (
+from shared.storage.table_wire import (
     MAX_OPERATIONS,
     Operation,
     TransactionRefused,

@@ -22,11 +22,12 @@ from azure.functions.timer import TimerRequest
 
 from local.azurite import Azurite
 from shared.config import DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES
-from shared.domain import Conversation, Event, EventType, State, WidgetSettings
-from shared.enforcement import CHECKPOINT_MARGIN_MINUTES, EnforcementReport
-from shared.errors import ReconnectUnavailable, StorageUnavailable
-from shared.service import ContinueResult, ReconnectService
-from shared.store import bucket_before, due_bucket
+from shared.domain.conversation import Conversation, Event, EventType, State
+from shared.domain.errors import ReconnectUnavailable, StorageUnavailable
+from shared.domain.settings import WidgetSettings
+from shared.services.enforcement import CHECKPOINT_MARGIN_MINUTES, EnforcementReport
+from shared.services.service import ContinueResult, ReconnectService
+from shared.storage.store import bucket_before, due_bucket
 from tests.conftest import START, FakeClock, make_service
 
 WIDGET = "w-timer"

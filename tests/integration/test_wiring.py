@@ -15,8 +15,8 @@ from azure.identity import DefaultAzureCredential
 
 from local.azurite import Azurite
 from shared.config import load_settings
-from shared.errors import StorageUnavailable
-from shared.links import LinkSigner
+from shared.domain.errors import StorageUnavailable
+from shared.domain.links import LinkSigner
 from shared.wiring import (
     build_service,
     storage_client_options,

@@ -1,4 +1,4 @@
-"""Customer tokens of authenticated widgets (shared/auth.py), with real RSA keys and RS256 JWTs.
+"""Customer tokens of authenticated widgets (shared/domain/auth.py), with real RSA keys and RS256 JWTs.
 
 Token validation reads the real clock (PyJWT), so every token is built relative to
 `time.time()` with margins far larger than a test run.
@@ -18,15 +18,15 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from shared.auth import (
+from shared.domain.auth import (
     LEEWAY_SECONDS,
     MAX_TOKEN_LENGTH,
     bearer_token,
     customer_id_from_token,
     load_public_key,
 )
-from shared.domain import Authentication, PublicKey
-from shared.errors import Unauthorized
+from shared.domain.errors import Unauthorized
+from shared.domain.settings import Authentication, PublicKey
 from tests.keys import new_rsa_key as _rsa_key
 from tests.keys import public_pem as _public_pem
 

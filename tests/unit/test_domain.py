@@ -8,14 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.domain import (
+from shared.domain.conversation import (
     EVENT_ID_MEMORY,
     Conversation,
     EndReason,
     Event,
     EventType,
     State,
-    WidgetSettings,
     apply_event,
     can_continue,
     continue_conversation,
@@ -26,7 +25,8 @@ from shared.domain import (
     remember_event,
     returns_to_same_agent,
 )
-from shared.errors import ChatReconnectError, InvalidTransition
+from shared.domain.errors import ChatReconnectError, InvalidTransition
+from shared.domain.settings import WidgetSettings
 
 T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
 AUTO_CLOSE = timedelta(minutes=15)

@@ -17,14 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.domain import (
+from shared.domain.conversation import (
     EVENT_ID_MEMORY,
     Conversation,
     EndReason,
     Event,
     EventType,
     State,
-    WidgetSettings,
     apply_event,
     can_continue,
     continue_conversation,
@@ -33,7 +32,8 @@ from shared.domain import (
     new_conversation,
     remember_event,
 )
-from shared.errors import InvalidTransition
+from shared.domain.errors import InvalidTransition
+from shared.domain.settings import WidgetSettings
 
 T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
 WIDGET = "widget-1"

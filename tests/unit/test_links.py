@@ -9,8 +9,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from shared.domain import Conversation, WidgetSettings, new_conversation
-from shared.links import (
+from shared.domain.conversation import Conversation, new_conversation
+from shared.domain.links import (
     KID_LENGTH,
     MAC_LENGTH,
     MAX_RECONNECT_ID_LENGTH,
@@ -23,6 +23,7 @@ from shared.links import (
     reconnect_url,
     render_quick_reply,
 )
+from shared.domain.settings import WidgetSettings
 
 KEY = b"unit-test-signing-key-0123456789abcdef"
 OTHER_KEY = b"another-signing-key-fedcba9876543210"

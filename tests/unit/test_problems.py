@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from shared import errors
 from shared.api.problems import (
     PROBLEM_MEDIA_TYPE,
     internal_error_response,
     problem_for,
     problem_response,
 )
+from shared.domain import errors
 
 FIELDS = (errors.FieldError("timeLimitMinutes", "must be at most 1440"),)
 

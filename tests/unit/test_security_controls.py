@@ -11,12 +11,12 @@ import azure.functions as func
 import pytest
 
 import function_app  # noqa: F401  (registers every blueprint, so OPERATIONS is complete)
-from shared import errors
 from shared.api.http import OPERATIONS, json_response, no_content
 from shared.api.problems import internal_error_response, problem_response
-from shared.domain import Conversation, State
-from shared.links import MAC_LENGTH, LinkSigner, parse_reconnect_id
-from shared.schemas import HealthView
+from shared.api.schemas import HealthView
+from shared.domain import errors
+from shared.domain.conversation import Conversation, State
+from shared.domain.links import MAC_LENGTH, LinkSigner, parse_reconnect_id
 
 KEY = b"unit-test-signing-key-0123456789abcdef"
 OTHER_KEY = b"another-signing-key-0123456789abcdef!!"

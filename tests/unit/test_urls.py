@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from shared.urls import MAX_URL_LENGTH, check_url, with_query_param
+from shared.domain.urls import MAX_URL_LENGTH, check_url, with_query_param
 
 HTTPS = "https://contoso.example/"
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from shared import domain
-from shared.domain import Conversation, State
-from shared.errors import ConcurrencyExhausted
-from shared.store import (
+from shared.domain import conversation as domain
+from shared.domain.conversation import Conversation, State
+from shared.domain.errors import ConcurrencyExhausted
+from shared.storage.store import (
     MAX_WRITE_ATTEMPTS,
     ConcurrencyConflict,
     DueRow,
@@ -27,7 +27,7 @@ from shared.store import (
     bucket_before,
     due_bucket,
 )
-from shared.table_wire import MAX_OPERATIONS
+from shared.storage.table_wire import MAX_OPERATIONS
 
 logger = logging.getLogger(__name__)
 

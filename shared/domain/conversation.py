@@ -1,4 +1,5 @@
-"""The rules of reconnection as pure functions over immutable values: no I/O, no Azure."""
+"""The conversation's rules as pure functions over immutable values: states, events,
+transitions, deadlines and capacity; no I/O, no Azure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared.errors import InvalidTransition
+from shared.domain.errors import InvalidTransition
+from shared.domain.settings import WidgetSettings
 
 # How many applied eventIds a conversation remembers for safe retries. Platforms retry
 # within seconds, so the most recent few dozen are what matters; the bound keeps the
@@ -46,44 +48,6 @@ class EndReason(StrEnum):
     RECONNECT_TIMEOUT = "reconnect_timeout"
     AUTO_CLOSED = "auto_closed"
     CUSTOMER_DECLINED = "customer_declined"
-
-
-@dataclass(frozen=True)
-class PublicKey:
-    """One RSA public key that may sign customer tokens, selected by `kid`."""
-
-    kid: str
-    pem: str
-
-
-@dataclass(frozen=True)
-class Authentication:
-    """What makes a widget authenticated: who issues its customers' tokens, and their keys."""
-
-    issuer: str
-    audience: str | None
-    public_keys: tuple[PublicKey, ...]
-
-
-@dataclass(frozen=True)
-class WidgetSettings:
-    """Reconnection settings of one chat widget."""
-
-    widget_id: str
-    reconnect_enabled: bool = False
-    time_limit_minutes: int = 10
-    portal_url: str | None = None
-    redirect_url: str | None = None
-    authentication: Authentication | None = None
-    updated_at: datetime | None = None
-
-    @property
-    def time_limit(self) -> timedelta:
-        return timedelta(minutes=self.time_limit_minutes)
-
-    @property
-    def is_authenticated(self) -> bool:
-        return self.authentication is not None
 
 
 @dataclass(frozen=True)

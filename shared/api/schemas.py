@@ -18,10 +18,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from shared.auth import load_public_key
-from shared.domain import EndReason, EventType, State
-from shared.errors import FieldError, ValidationFailed
-from shared.urls import check_url
+from shared.domain.auth import load_public_key
+from shared.domain.conversation import EndReason, EventType, State
+from shared.domain.errors import FieldError, ValidationFailed
+from shared.domain.urls import check_url
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 

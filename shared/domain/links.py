@@ -14,8 +14,9 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from shared.domain import Conversation, WidgetSettings
-from shared.urls import with_query_param
+from shared.domain.conversation import Conversation
+from shared.domain.settings import WidgetSettings
+from shared.domain.urls import with_query_param
 
 RECONNECT_PARAM = "oc.reconnectid"
 QUICK_REPLY_SLUG = "{ReconnectUrl{ReconnectID}}"

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared import domain
-from shared.auth import bearer_token, customer_id_from_token
-from shared.domain import Conversation, Event, State, WidgetSettings
-from shared.enforcement import EnforcementReport, TimeLimitEnforcer
-from shared.errors import (
+from shared.domain import conversation as domain
+from shared.domain.auth import bearer_token, customer_id_from_token
+from shared.domain.conversation import Conversation, Event, State
+from shared.domain.errors import (
     ConcurrencyExhausted,
     Conflict,
     FieldError,
@@ -27,19 +26,16 @@ from shared.errors import (
     ReconnectUnavailable,
     ValidationFailed,
 )
-from shared.links import (
+from shared.domain.links import (
     QUICK_REPLY_SLUG,
     LinkSigner,
     parse_reconnect_id,
     reconnect_url,
     render_quick_reply,
 )
-from shared.store import (
-    MAX_WRITE_ATTEMPTS,
-    ConcurrencyConflict,
-    TableStore,
-    Versioned,
-)
+from shared.domain.settings import WidgetSettings
+from shared.services.enforcement import EnforcementReport, TimeLimitEnforcer
+from shared.storage.store import MAX_WRITE_ATTEMPTS, ConcurrencyConflict, TableStore, Versioned
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from shared.domain import Authentication, PublicKey
-from shared.errors import Unauthorized
+from shared.domain.errors import Unauthorized
+from shared.domain.settings import Authentication, PublicKey
 
 # Longer than any sane RS256 token with ordinary claims; refusing earlier bounds the
 # work an anonymous caller can make us do.

@@ -26,17 +26,11 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared import table_wire
-from shared.domain import (
-    Authentication,
-    Conversation,
-    EndReason,
-    PublicKey,
-    State,
-    WidgetSettings,
-)
-from shared.errors import StorageUnavailable
-from shared.table_wire import MAX_OPERATIONS, Operation, TransactionRefused, quoted
+from shared.domain.conversation import Conversation, EndReason, State
+from shared.domain.errors import StorageUnavailable
+from shared.domain.settings import Authentication, PublicKey, WidgetSettings
+from shared.storage import table_wire
+from shared.storage.table_wire import MAX_OPERATIONS, Operation, TransactionRefused, quoted
 
 logger = logging.getLogger(__name__)
 

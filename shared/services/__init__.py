@@ -1,0 +1,1 @@
+"""Use cases, one module per caller, over the storage adapters, a link signer and a clock."""

@@ -1,0 +1,1 @@
+"""Table storage adapters: the only code that speaks to Azure Table storage."""
