@@ -51,7 +51,7 @@ from azure.data.tables import TableClient, TableServiceClient
 
 from local.azurite import Azurite
 from local.processes import free_port, stop_process_group, wait_for_port
-from shared.storage.store import CONVERSATION_ROW
+from shared.storage.entities import CONVERSATION_ROW
 from shared.wiring import storage_client_options
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

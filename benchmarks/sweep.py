@@ -5,7 +5,7 @@
 
 It starts its own in-memory Azurite on a free 127.0.0.1 port (stopped by its PID) and measures
 
-(a) the time of one `ReconnectService.enforce_time_limits()` run that expires N conversations
+(a) the time of one `App.timer.run()` run that expires N conversations
     (1,000; 200 with --quick) while 0, 10,000 or 50,000 *not-yet-expired* conversations are
     stored — disconnected, each with its deadline-index row and capacity row, deadlines far in
     the future. Each scenario has tables of its own in the same Azurite; the repetitions
@@ -66,9 +66,10 @@ from shared.domain import conversation as domain
 from shared.domain.conversation import Event, EventType
 from shared.domain.links import LinkSigner
 from shared.domain.settings import WidgetSettings
+from shared.services.app import App
 from shared.services.enforcement import TIMER_WORKERS, EnforcementReport
-from shared.services.service import ReconnectService
-from shared.storage.store import TableStore, due_bucket
+from shared.storage.entities import due_bucket
+from shared.storage.store import TableStore
 from shared.storage.table_wire import MAX_OPERATIONS
 from shared.wiring import table_service_client
 
@@ -197,7 +198,10 @@ def insert_expiring(
     dropped = Event(EventType.CUSTOMER_DISCONNECTED)
     list(
         workers.map(
-            lambda conversation_id: service.apply_event(conversation_id, dropped, None), ids
+            lambda conversation_id: service.conversations.apply_event(
+                conversation_id, dropped, None
+            ),
+            ids,
         )
     )
 
@@ -209,7 +213,7 @@ class Scenario:
     stored: int
     client: TableServiceClient
     clock: MovableClock
-    service: ReconnectService
+    service: App
     runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
@@ -233,10 +237,8 @@ def build_scenario(connection_string: str, stored: int, workers: ThreadPoolExecu
     store = TableStore(client, table_prefix=f"sweep{stored}x")
     store.ensure_tables()
     clock = MovableClock(BASE)
-    service = ReconnectService(
-        store, LinkSigner(SIGNING_KEY), auto_close_after=AUTO_CLOSE, clock=clock
-    )
-    service.put_widget(
+    service = App(store, LinkSigner(SIGNING_KEY), auto_close_after=AUTO_CLOSE, clock=clock)
+    service.settings.put_widget(
         WidgetSettings(WIDGET, True, int(TIME_LIMIT.total_seconds() // 60), PORTAL),
         if_match=None,
         if_none_match=None,
@@ -330,11 +332,11 @@ def measure_enforcement(
     scenario.clock.now = moment
     # Untimed: moves the checkpoint up to this moment (and auto-closes the previous
     # repetition's wrap-ups, which are due by now), as a timer running every 30 s would.
-    scenario.service.enforce_time_limits()
+    scenario.service.timer.run()
     ids = [f"exp-{repetition}-{index:05d}" for index in range(expirations)]
     insert_expiring(scenario, ids, moment, workers)
     scenario.clock.now = moment + TIME_LIMIT + timedelta(minutes=1)
-    report, figures = timed(scenario.service.enforce_time_limits, azurite_pid)
+    report, figures = timed(scenario.service.timer.run, azurite_pid)
     check_report(scenario, report, expirations)
     run = {
         "repetition": repetition,

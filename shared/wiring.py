@@ -1,4 +1,5 @@
-"""The process's one ReconnectService, built from the settings on first use (no I/O at import)."""
+"""The process's one App (its use cases), built from the settings on first use (no I/O at
+import)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from requests.utils import get_environ_proxies
 
 from shared.config import Settings, get_settings
 from shared.domain.links import LinkSigner
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from shared.storage.store import TableStore
 
 # Seconds to connect to storage and to wait for its answer.
@@ -31,7 +32,7 @@ STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 _lock = threading.Lock()
-_service: ReconnectService | None = None
+_service: App | None = None
 
 
 def table_service_client(settings: Settings) -> TableServiceClient:
@@ -83,18 +84,18 @@ def storage_client_options(endpoint: str) -> dict[str, Any]:
     return options
 
 
-def build_service(settings: Settings, table_prefix: str = "") -> ReconnectService:
+def build_service(settings: Settings, table_prefix: str = "") -> App:
     """A service wired to real storage and the configured signing keys."""
     store = TableStore(table_service_client(settings), table_prefix)
     signer = LinkSigner(settings.signing_key, settings.previous_signing_key)
-    return ReconnectService(
+    return App(
         store,
         signer,
         auto_close_after=timedelta(minutes=settings.wrap_up_auto_close_minutes),
     )
 
 
-def get_service() -> ReconnectService:
+def get_service() -> App:
     """The process-wide service, built from the environment on first use."""
     global _service
     with _lock:
@@ -103,7 +104,7 @@ def get_service() -> ReconnectService:
         return _service
 
 
-def set_service(service: ReconnectService | None) -> None:
+def set_service(service: App | None) -> None:
     """Replace the process-wide service (tests and benchmarks wire their own)."""
     global _service
     with _lock:

@@ -23,7 +23,7 @@ os.environ.setdefault("RECONNECT_ENFORCE_SCHEDULE", "*/30 * * * * *")
 os.environ.setdefault("RECONNECT_SIGNING_KEY", "test-signing-key-" + "x" * 32)
 
 from shared.domain.links import LinkSigner
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from shared.storage.store import TableStore
 from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
 from tests.keys import new_rsa_key
@@ -99,13 +99,13 @@ def make_service(
     *,
     auto_close_minutes: int = 15,
     **client_options: Any,
-) -> ReconnectService:
+) -> App:
     """A service on fresh, uniquely prefixed tables of the given storage account."""
     options = {**STORAGE_CLIENT_OPTIONS, **client_options}
     client = TableServiceClient.from_connection_string(connection_string, **options)
     store = TableStore(client, table_prefix="t" + uuid.uuid4().hex[:12])
     store.ensure_tables()
-    return ReconnectService(
+    return App(
         store,
         LinkSigner(SIGNING_KEY),
         auto_close_after=timedelta(minutes=auto_close_minutes),
@@ -114,7 +114,7 @@ def make_service(
 
 
 @pytest.fixture
-def service(azurite: Azurite, clock: FakeClock) -> Iterator[ReconnectService]:
+def service(azurite: Azurite, clock: FakeClock) -> Iterator[App]:
     """The app's service on its own tables, installed as the process-wide service."""
     built = make_service(azurite.connection_string, clock)
     set_service(built)
@@ -186,7 +186,7 @@ def host_url(azurite: Azurite) -> Iterator[str]:
 
 
 @pytest.fixture
-def api(host_url: str, service: ReconnectService) -> Iterator[httpx.Client]:
+def api(host_url: str, service: App) -> Iterator[httpx.Client]:
     """An HTTP client of the local host, bound to this test's service and clock."""
     with httpx.Client(base_url=host_url + "/api", timeout=30) as client:
         yield client

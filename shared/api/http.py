@@ -16,16 +16,10 @@ from typing import Any, TypeVar, cast
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
+from shared.api.errors import BodyTooLarge, MalformedRequest, UnsupportedContentType
 from shared.api.problems import SECURITY_HEADERS, internal_error_response, problem_response
 from shared.api.schemas import ID_PATTERN
-from shared.domain.errors import (
-    BadRequest,
-    ChatReconnectError,
-    FieldError,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    ValidationFailed,
-)
+from shared.domain.errors import ChatReconnectError, FieldProblem, InvalidInput
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +106,9 @@ def path_id(req: func.HttpRequest, name: str) -> str:
     value = str(req.route_params.get(name, ""))
     # fullmatch: with match, "$" would also accept a trailing newline.
     if not _ID.fullmatch(value):
-        raise BadRequest(
+        raise MalformedRequest(
             f"'{name}' is not a valid id.",
-            (FieldError(name, "must match " + ID_PATTERN),),
+            (FieldProblem(name, "must match " + ID_PATTERN),),
         )
     return value
 
@@ -127,28 +121,28 @@ def json_body(req: func.HttpRequest, media_types: tuple[str, ...] = (JSON,)) -> 
     """The parsed JSON body: 413 when too large, 415 for another media type, 400 if malformed."""
     body = req.get_body() or b""
     if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes.")
+        raise BodyTooLarge(f"The body is larger than {MAX_BODY_BYTES} bytes.")
     media_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media_type not in media_types:
-        raise UnsupportedMediaType(f"Send the body as {' or '.join(media_types)}.")
+        raise UnsupportedContentType(f"Send the body as {' or '.join(media_types)}.")
     try:
         return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The body is not valid JSON.") from None
+        raise MalformedRequest("The body is not valid JSON.") from None
 
 
 def validate(model: type[M], data: Any) -> M:
     """`data` validated against a contract model; 422 naming each offending field."""
     if not isinstance(data, dict):
-        raise ValidationFailed((FieldError("body", "must be a JSON object"),))
+        raise InvalidInput((FieldProblem("body", "must be a JSON object"),))
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise ValidationFailed(tuple(_field_errors(error))) from None
+        raise InvalidInput(tuple(_field_errors(error))) from None
 
 
-def _field_errors(error: ValidationError) -> list[FieldError]:
-    found: dict[str, FieldError] = {}
+def _field_errors(error: ValidationError) -> list[FieldProblem]:
+    found: dict[str, FieldProblem] = {}
     for item in error.errors(include_url=False):
         path = ""
         for part in item["loc"]:
@@ -157,7 +151,7 @@ def _field_errors(error: ValidationError) -> list[FieldError]:
             elif re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", part):
                 path += ("." if path else "") + part
         message = str(item["msg"]).removeprefix("Value error, ")
-        found.setdefault(path or "body", FieldError(path or "body", message))
+        found.setdefault(path or "body", FieldProblem(path or "body", message))
     return list(found.values())
 
 

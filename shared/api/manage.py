@@ -9,6 +9,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.api.errors import MalformedRequest
 from shared.api.http import (
     JSON,
     MERGE_PATCH,
@@ -23,9 +24,10 @@ from shared.api.http import (
     path_id,
     validate,
 )
+from shared.api.preconditions import precondition
 from shared.api.schemas import Problem, WidgetSettingsBody, WidgetSettingsList, WidgetSettingsView
 from shared.api.views import widget_from_body, widget_view
-from shared.domain.errors import BadRequest, FieldError, ValidationFailed
+from shared.domain.errors import FieldProblem, InvalidInput
 from shared.wiring import get_service
 
 bp = blueprint()
@@ -61,9 +63,9 @@ def _decode_token(text: str) -> Any:
         and all(value is None or isinstance(value, str) for value in token.values())
         and any(token.values())
     ):
-        raise BadRequest(
+        raise MalformedRequest(
             "continuationToken is malformed.",
-            (FieldError("continuationToken", "use the nextLink of the previous page"),),
+            (FieldProblem("continuationToken", "use the nextLink of the previous page"),),
         )
     return token
 
@@ -72,9 +74,9 @@ def _page_size(text: str | None) -> int:
     if text is None:
         return DEFAULT_PAGE_SIZE
     if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE:
-        raise BadRequest(
+        raise MalformedRequest(
             "top must be a whole number from 1 to 1000.",
-            (FieldError("top", f"must be a whole number from 1 to {MAX_PAGE_SIZE}"),),
+            (FieldProblem("top", f"must be a whole number from 1 to {MAX_PAGE_SIZE}"),),
         )
     return int(text)
 
@@ -106,7 +108,7 @@ def list_widgets(req: func.HttpRequest) -> func.HttpResponse:
     top = _page_size(req.params.get("top"))
     token_text = req.params.get("continuationToken")
     token = _decode_token(token_text) if token_text else None
-    widgets, next_token = get_service().list_widgets(top, token)
+    widgets, next_token = get_service().settings.list_widgets(top, token)
     next_link = None
     if next_token is not None:
         next_link = f"/api/manage/widgets?top={top}&continuationToken={_encode_token(next_token)}"
@@ -133,7 +135,7 @@ def list_widgets(req: func.HttpRequest) -> func.HttpResponse:
 )
 def get_widget(req: func.HttpRequest) -> func.HttpResponse:
     """One widget's settings with its ETag."""
-    found = get_service().get_widget(path_id(req, "widgetId"))
+    found = get_service().settings.get_widget(path_id(req, "widgetId"))
     return _settings_response(widget_view(found.value), found.etag)
 
 
@@ -166,11 +168,10 @@ def put_widget(req: func.HttpRequest) -> func.HttpResponse:
     widget_id = path_id(req, "widgetId")
     body = parse(req, WidgetSettingsBody)
     if body.widget_id is not None and body.widget_id != widget_id:
-        raise ValidationFailed((FieldError("widgetId", "must match the widget id in the path"),))
-    saved, created = get_service().put_widget(
+        raise InvalidInput((FieldProblem("widgetId", "must match the widget id in the path"),))
+    saved, created = get_service().settings.put_widget(
         widget_from_body(widget_id, body),
-        if_match=req.headers.get("if-match"),
-        if_none_match=req.headers.get("if-none-match"),
+        precondition(req.headers.get("if-match"), req.headers.get("if-none-match")),
     )
     return _settings_response(widget_view(saved.value), saved.etag, 201 if created else 200)
 
@@ -217,19 +218,19 @@ def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
     widget_id = path_id(req, "widgetId")
     patch = json_body(req, (MERGE_PATCH, JSON))
     if not isinstance(patch, dict):
-        raise ValidationFailed((FieldError("body", "a merge patch must be a JSON object"),))
+        raise InvalidInput((FieldProblem("body", "a merge patch must be a JSON object"),))
 
     def apply(current: Any) -> Any:
         document = widget_view(current).model_dump(by_alias=True, mode="json")
         document.pop("updatedAt", None)
         merged = _merge_patch(document, patch)
         if merged.get("widgetId") != widget_id:
-            raise ValidationFailed(
-                (FieldError("widgetId", "must match the widget id in the path"),)
-            )
+            raise InvalidInput((FieldProblem("widgetId", "must match the widget id in the path"),))
         return widget_from_body(widget_id, validate(WidgetSettingsBody, merged))
 
-    saved = get_service().update_widget(widget_id, apply, if_match=req.headers.get("if-match"))
+    saved = get_service().settings.update_widget(
+        widget_id, apply, precondition(req.headers.get("if-match"))
+    )
     return _settings_response(widget_view(saved.value), saved.etag)
 
 
@@ -253,5 +254,7 @@ def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
 )
 def delete_widget(req: func.HttpRequest) -> func.HttpResponse:
     """Delete the settings; the widget's links stop working."""
-    get_service().delete_widget(path_id(req, "widgetId"), if_match=req.headers.get("if-match"))
+    get_service().settings.delete_widget(
+        path_id(req, "widgetId"), precondition(req.headers.get("if-match"))
+    )
     return no_content()

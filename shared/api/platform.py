@@ -61,7 +61,7 @@ def register_conversation(req: func.HttpRequest) -> func.HttpResponse:
     """Register a conversation: open without an agent, active with one."""
     conversation_id = path_id(req, "conversationId")
     body = parse(req, RegisterConversationBody)
-    result, created = get_service().register(
+    result, created = get_service().conversations.register(
         conversation_id, body.widget_id, body.agent_id, body.customer_id
     )
     return json_response(conversation_view(result), 201 if created else 200)
@@ -81,7 +81,7 @@ def register_conversation(req: func.HttpRequest) -> func.HttpResponse:
 )
 def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
     """The conversation as it is now."""
-    result = get_service().get_conversation(path_id(req, "conversationId"))
+    result = get_service().conversations.get_conversation(path_id(req, "conversationId"))
     return json_response(conversation_view(result))
 
 
@@ -107,7 +107,7 @@ def conversation_event(req: func.HttpRequest) -> func.HttpResponse:
     """Apply a lifecycle event (SPEC 2.2)."""
     conversation_id = path_id(req, "conversationId")
     body = parse(req, EventBody)
-    result = get_service().apply_event(
+    result = get_service().conversations.apply_event(
         conversation_id, Event(type=body.type, agent_id=body.agent_id), body.event_id
     )
     return json_response(conversation_view(result))
@@ -135,7 +135,7 @@ def quick_reply(req: func.HttpRequest) -> func.HttpResponse:
     """The agent's text with the reconnect link in place of the slug."""
     conversation_id = path_id(req, "conversationId")
     body = parse(req, QuickReplyBody)
-    text = get_service().quick_reply(conversation_id, body.text)
+    text = get_service().conversations.quick_reply(conversation_id, body.text)
     return json_response(QuickReplyView(text=text))
 
 
@@ -153,7 +153,7 @@ def quick_reply(req: func.HttpRequest) -> func.HttpResponse:
 )
 def revoke_reconnect_link(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke the current link and answer the new one."""
-    result = get_service().revoke_link(path_id(req, "conversationId"))
+    result = get_service().conversations.revoke_link(path_id(req, "conversationId"))
     return json_response(ReconnectLinkView(reconnect_url=result.reconnect_url))
 
 
@@ -176,7 +176,7 @@ def revoke_reconnect_link(req: func.HttpRequest) -> func.HttpResponse:
 def agent_capacity(req: func.HttpRequest) -> func.HttpResponse:
     """Held capacity: active conversations assigned to the agent (0 for an agent never seen)."""
     agent_id = path_id(req, "agentId")
-    held = get_service().agent_capacity(agent_id)
+    held = get_service().conversations.agent_capacity(agent_id)
     body = CapacityView(
         agent_id=agent_id,
         held=len(held),

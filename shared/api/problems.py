@@ -9,6 +9,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.api import errors as request_errors
 from shared.domain import errors
 
 logger = logging.getLogger(__name__)
@@ -24,16 +25,21 @@ SECURITY_HEADERS: Mapping[str, str] = {
 
 # (status, slug, title) per error class; the most specific class listed first wins.
 _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
-    (errors.BadRequest, 400, "bad-request", "The request is malformed"),
-    (errors.Unauthorized, 401, "unauthorized", "A valid customer token is required"),
-    (errors.NotFound, 404, "not-found", "Not found"),
+    (request_errors.MalformedRequest, 400, "bad-request", "The request is malformed"),
+    (errors.InvalidCustomerToken, 401, "unauthorized", "A valid customer token is required"),
+    (errors.UnknownResource, 404, "not-found", "Not found"),
     (errors.InvalidTransition, 409, "invalid-transition", "The event does not apply now"),
-    (errors.Conflict, 409, "conflict", "Conflicts with the current state"),
-    (errors.ReconnectUnavailable, 410, "reconnect-unavailable", "Reconnect is not available"),
-    (errors.PreconditionFailed, 412, "precondition-failed", "Precondition failed"),
-    (errors.PayloadTooLarge, 413, "payload-too-large", "The body is too large"),
-    (errors.UnsupportedMediaType, 415, "unsupported-media-type", "Unsupported content type"),
-    (errors.ValidationFailed, 422, "validation-failed", "The request is not valid"),
+    (errors.StateConflict, 409, "conflict", "Conflicts with the current state"),
+    (errors.LinkUnavailable, 410, "reconnect-unavailable", "Reconnect is not available"),
+    (errors.PreconditionMismatch, 412, "precondition-failed", "Precondition failed"),
+    (request_errors.BodyTooLarge, 413, "payload-too-large", "The body is too large"),
+    (
+        request_errors.UnsupportedContentType,
+        415,
+        "unsupported-media-type",
+        "Unsupported content type",
+    ),
+    (errors.InvalidInput, 422, "validation-failed", "The request is not valid"),
     (errors.StorageUnavailable, 503, "storage-unavailable", "Storage is unavailable"),
 ]
 
@@ -43,8 +49,21 @@ def problem_type(slug: str) -> str:
     return f"urn:chat-reconnect:problem:{slug}"
 
 
+def _in_wire_terms(error: errors.ChatReconnectError) -> errors.ChatReconnectError:
+    """The error as the HTTP contract tells it: domain errors that concern a request field
+    or header are worded with the wire's names."""
+    if isinstance(error, errors.CustomerRequired):
+        return errors.InvalidInput((errors.FieldProblem("customerId", error.detail),))
+    if isinstance(error, errors.VersionNotNamed):
+        return errors.PreconditionMismatch(
+            "If-Match does not match the current ETag; read it again."
+        )
+    return error
+
+
 def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """(status, body, extra headers) answering an application error."""
+    error = _in_wire_terms(error)
     status, slug, title = next(
         ((status, slug, title) for cls, status, slug, title in _PROBLEMS if isinstance(error, cls)),
         (500, "internal", "Internal error"),
@@ -56,13 +75,13 @@ def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], 
         "detail": error.detail,
     }
     headers: dict[str, str] = {}
-    if isinstance(error, errors.BadRequest | errors.ValidationFailed) and error.errors:
+    if isinstance(error, request_errors.MalformedRequest | errors.InvalidInput) and error.errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
-    if isinstance(error, errors.InvalidTransition | errors.Conflict) and error.state:
+    if isinstance(error, errors.InvalidTransition | errors.StateConflict) and error.state:
         body["state"] = error.state
-    if isinstance(error, errors.ReconnectUnavailable):
+    if isinstance(error, errors.LinkUnavailable):
         body["redirectUrl"] = error.redirect_url
-    if isinstance(error, errors.Unauthorized):
+    if isinstance(error, errors.InvalidCustomerToken):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if isinstance(error, errors.StorageUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

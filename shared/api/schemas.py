@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from shared.domain.auth import load_public_key
 from shared.domain.conversation import EndReason, EventType, State
-from shared.domain.errors import FieldError, ValidationFailed
+from shared.domain.errors import FieldProblem, InvalidInput
 from shared.domain.urls import check_url
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -106,8 +106,8 @@ class WidgetSettingsBody(RequestModel):
     def _portal_url_when_enabled(self) -> WidgetSettingsBody:
         if self.reconnect_enabled and not self.portal_url:
             # Not a ValueError: pydantic would lose the field name on a model-level error.
-            raise ValidationFailed(
-                (FieldError("portalUrl", "is required when reconnectEnabled is true"),)
+            raise InvalidInput(
+                (FieldProblem("portalUrl", "is required when reconnectEnabled is true"),)
             )
         return self
 
@@ -173,7 +173,7 @@ class EventBody(Model):
     @model_validator(mode="after")
     def _agent_for_assignment(self) -> EventBody:
         if self.type is EventType.AGENT_ASSIGNED and self.agent_id is None:
-            raise ValidationFailed((FieldError("agentId", "is required for agent_assigned"),))
+            raise InvalidInput((FieldProblem("agentId", "is required for agent_assigned"),))
         return self
 
     @field_validator("type", mode="before")

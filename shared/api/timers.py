@@ -1,4 +1,4 @@
-"""The timer that enforces time limits; the work itself is in the service."""
+"""The timer that enforces time limits; the work itself is `shared.services.enforcement`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ bp = blueprint()
 )
 def enforce_time_limits(timer: func.TimerRequest) -> None:
     """Wrap up expired sessions, auto-close old wrap-ups, release capacity; log one line."""
-    report = get_service().enforce_time_limits(past_due=timer.past_due)
+    report = get_service().timer.run(past_due=timer.past_due)
     summary = {
         "event": "enforce_time_limits",
         "expired": report.expired,

@@ -10,7 +10,7 @@ from shared.api.schemas import (
     WidgetSettingsView,
 )
 from shared.domain.settings import Authentication, PublicKey, WidgetSettings
-from shared.services.service import ConversationResult
+from shared.services.conversations import ConversationResult
 
 
 def widget_view(widget: WidgetSettings) -> WidgetSettingsView:

@@ -15,7 +15,7 @@ from shared.api.http import (
     path_id,
 )
 from shared.api.schemas import ContinueView, Problem, ReconnectableView, ReconnectContextView
-from shared.services.service import CustomerSession
+from shared.services.reconnect import CustomerSession
 from shared.wiring import get_service
 
 bp = blueprint()
@@ -32,7 +32,7 @@ _common = (
 
 
 def _session(req: func.HttpRequest) -> CustomerSession:
-    return get_service().customer_session(
+    return get_service().reconnect.customer_session(
         path_id(req, "widgetId"), req.headers.get("authorization")
     )
 
@@ -57,7 +57,7 @@ def _reconnect_id(req: func.HttpRequest) -> str:
 )
 def reconnect_context(req: func.HttpRequest) -> func.HttpResponse:
     """Resolve a link from `oc.reconnectid`; every unusable link gets the same answer."""
-    context = get_service().reconnect_context(_session(req), _reconnect_id(req))
+    context = get_service().reconnect.reconnect_context(_session(req), _reconnect_id(req))
     body = ReconnectContextView(
         is_reconnect_available=context.available,
         reconnect_id=context.reconnect_id,
@@ -87,7 +87,7 @@ def reconnect_context(req: func.HttpRequest) -> func.HttpResponse:
 )
 def reconnect_continue(req: func.HttpRequest) -> func.HttpResponse:
     """Reconnect the customer to the conversation (and agent) of the link."""
-    result = get_service().continue_conversation(_session(req), _reconnect_id(req))
+    result = get_service().reconnect.continue_conversation(_session(req), _reconnect_id(req))
     body = ContinueView(
         conversation_id=result.conversation.conversation_id,
         state=result.conversation.state,
@@ -113,7 +113,7 @@ def reconnect_continue(req: func.HttpRequest) -> func.HttpResponse:
 )
 def reconnect_decline(req: func.HttpRequest) -> func.HttpResponse:
     """End the previous conversation, releasing the agent; unusable links change nothing."""
-    get_service().decline(_session(req), _reconnect_id(req))
+    get_service().reconnect.decline(_session(req), _reconnect_id(req))
     return no_content()
 
 
@@ -139,7 +139,7 @@ def reconnect_decline(req: func.HttpRequest) -> func.HttpResponse:
 )
 def reconnectable(req: func.HttpRequest) -> func.HttpResponse:
     """The prompt "Previous session detected — continue or start new?"."""
-    found = get_service().reconnectable(_session(req))
+    found = get_service().reconnect.reconnectable(_session(req))
     if found is None:
         return no_content()
     body = ReconnectableView(

@@ -9,7 +9,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from shared.domain.errors import Unauthorized
+from shared.domain.errors import InvalidCustomerToken
 from shared.domain.settings import Authentication, PublicKey
 
 # Longer than any sane RS256 token with ordinary claims; refusing earlier bounds the
@@ -36,13 +36,15 @@ def load_public_key(pem: str) -> RSAPublicKey:
 
 
 def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header, or Unauthorized."""
+    """The token of an `Authorization: Bearer <token>` header, or InvalidCustomerToken."""
     if not authorization:
-        raise Unauthorized("A customer token is required: send Authorization: Bearer <token>.")
+        raise InvalidCustomerToken(
+            "A customer token is required: send Authorization: Bearer <token>."
+        )
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+        raise InvalidCustomerToken("The Authorization header must be 'Bearer <token>'.")
     return token
 
 
@@ -51,27 +53,27 @@ def _candidate_keys(header: dict[str, Any], keys: tuple[PublicKey, ...]) -> list
     if kid is None:
         return list(keys)
     if not isinstance(kid, str):
-        raise Unauthorized("The token's key id is malformed.")
+        raise InvalidCustomerToken("The token's key id is malformed.")
     return [key for key in keys if key.kid == kid]
 
 
 def customer_id_from_token(token: str, authentication: Authentication) -> str:
-    """The customer id (`sub`) of a valid token; Unauthorized for anything else.
+    """The customer id (`sub`) of a valid token; InvalidCustomerToken for anything else.
 
     Only RS256 is accepted, whatever the token's header claims; a `kid` selects one
     key, a token without `kid` is tried against every key of the widget.
     """
     if len(token) > MAX_TOKEN_LENGTH:
-        raise Unauthorized("The customer token is too large.")
+        raise InvalidCustomerToken("The customer token is too large.")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
-        raise Unauthorized("The customer token is malformed.") from None
+        raise InvalidCustomerToken("The customer token is malformed.") from None
     if header.get("alg") != "RS256":
-        raise Unauthorized("The customer token must be signed with RS256.")
+        raise InvalidCustomerToken("The customer token must be signed with RS256.")
     candidates = _candidate_keys(header, authentication.public_keys)
     if not candidates:
-        raise Unauthorized("The customer token is signed with an unknown key.")
+        raise InvalidCustomerToken("The customer token is signed with an unknown key.")
     failure = "The customer token's signature is invalid."
     for candidate in candidates:
         try:
@@ -90,21 +92,23 @@ def customer_id_from_token(token: str, authentication: Authentication) -> str:
         except jwt.InvalidSignatureError:
             continue
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("The customer token has expired.") from None
+            raise InvalidCustomerToken("The customer token has expired.") from None
         except jwt.ImmatureSignatureError:
-            raise Unauthorized("The customer token is not valid yet.") from None
+            raise InvalidCustomerToken("The customer token is not valid yet.") from None
         except jwt.InvalidIssuerError:
-            raise Unauthorized("The customer token has the wrong issuer.") from None
+            raise InvalidCustomerToken("The customer token has the wrong issuer.") from None
         except jwt.InvalidAudienceError:
-            raise Unauthorized("The customer token has the wrong audience.") from None
+            raise InvalidCustomerToken("The customer token has the wrong audience.") from None
         except jwt.MissingRequiredClaimError as missing:
-            raise Unauthorized(f"The customer token lacks the '{missing.claim}' claim.") from None
+            raise InvalidCustomerToken(
+                f"The customer token lacks the '{missing.claim}' claim."
+            ) from None
         except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
             # PyJWT int()s the time claims: a list or an Infinity raises these, not PyJWTError.
             failure = "The customer token is invalid."
             continue
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 256:
-            raise Unauthorized("The customer token's 'sub' claim is invalid.")
+            raise InvalidCustomerToken("The customer token's 'sub' claim is invalid.")
         return subject
-    raise Unauthorized(failure)
+    raise InvalidCustomerToken(failure)

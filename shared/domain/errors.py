@@ -1,4 +1,5 @@
-"""The few errors the application raises; `shared.api.problems` maps each to one HTTP answer."""
+"""What can go wrong, in the application's terms; `shared.api.problems` alone maps each
+error to an HTTP answer."""
 
 from __future__ import annotations
 
@@ -14,78 +15,105 @@ class ChatReconnectError(Exception):
 
 
 @dataclass(frozen=True)
-class FieldError:
-    """One validation failure, named by the JSON field it concerns."""
+class FieldProblem:
+    """One invalid input, named by the field it concerns."""
 
     field: str
     message: str
 
 
-class BadRequest(ChatReconnectError):
-    """The request cannot be read: malformed JSON, a bad path id or query parameter (400)."""
+class InvalidInput(ChatReconnectError):
+    """The input was read but breaks the schema or a rule of the contract; nothing changed."""
 
-    def __init__(self, detail: str, errors: tuple[FieldError, ...] = ()) -> None:
-        super().__init__(detail)
-        self.errors = errors
-
-
-class ValidationFailed(ChatReconnectError):
-    """The request was read but breaks the schema or a rule of the contract (422)."""
-
-    def __init__(self, errors: tuple[FieldError, ...], detail: str | None = None) -> None:
-        fields = ", ".join(dict.fromkeys(error.field for error in errors))
+    def __init__(self, problems: tuple[FieldProblem, ...], detail: str | None = None) -> None:
+        fields = ", ".join(dict.fromkeys(problem.field for problem in problems))
         super().__init__(detail or f"Invalid value for: {fields}")
-        self.errors = errors
+        self.errors = problems
 
 
-class Unauthorized(ChatReconnectError):
-    """The customer token is missing or invalid (401)."""
+class CustomerRequired(ChatReconnectError):
+    """A conversation on an authenticated widget must be registered with its customer."""
+
+    def __init__(self) -> None:
+        super().__init__("is required on an authenticated widget")
 
 
-class NotFound(ChatReconnectError):
-    """An unknown widget or conversation (404)."""
+class InvalidCustomerToken(ChatReconnectError):
+    """The customer's token is missing or does not prove who the customer is."""
 
 
-class Conflict(ChatReconnectError):
-    """The request clashes with what exists (409), e.g. a conflicting registration."""
+class UnknownResource(ChatReconnectError):
+    """Something the caller named does not exist."""
+
+
+class UnknownWidget(UnknownResource):
+    """No settings are stored for this widget."""
+
+    def __init__(self, widget_id: str) -> None:
+        super().__init__(f"No widget '{widget_id}'.")
+
+
+class UnknownConversation(UnknownResource):
+    """No conversation is registered under this id."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"No conversation '{conversation_id}'.")
+
+
+class NotAnAuthenticatedWidget(UnknownResource):
+    """The customer prompt exists only on authenticated widgets."""
+
+    def __init__(self, widget_id: str) -> None:
+        super().__init__(f"Widget '{widget_id}' is not an authenticated widget.")
+
+
+class StateConflict(ChatReconnectError):
+    """The request clashes with the conversation as it is; `state` tells its current state."""
 
     def __init__(self, detail: str, state: str | None = None) -> None:
         super().__init__(detail)
-        # Every 409 about a conversation tells its current state (SPEC 2.2.1).
+        # Every answer about a conflicting conversation tells its current state.
         self.state = state
 
 
+class RegistrationConflict(StateConflict):
+    """A registration names another widget, agent or customer than the conversation has."""
+
+
+class NoLinkToInsert(StateConflict):
+    """A quick reply asks for a reconnect link while reconnection is off."""
+
+
 class InvalidTransition(ChatReconnectError):
-    """The event does not apply in the conversation's current state (409); nothing changed."""
+    """The event does not apply in the conversation's current state; nothing changed."""
 
     def __init__(self, state: str) -> None:
         super().__init__(f"The event does not apply to a conversation in state '{state}'.")
         self.state = state
 
 
-class ReconnectUnavailable(ChatReconnectError):
-    """The reconnect link is unusable, for whatever reason (410); the reason is never told."""
+class LinkUnavailable(ChatReconnectError):
+    """The reconnect link is unusable, for whatever reason; the reason is never told."""
 
     def __init__(self, redirect_url: str | None) -> None:
         super().__init__("This conversation can no longer be continued.")
         self.redirect_url = redirect_url
 
 
-class PreconditionFailed(ChatReconnectError):
-    """An If-Match / If-None-Match precondition does not hold (412)."""
+class PreconditionMismatch(ChatReconnectError):
+    """The stored version is not the one the caller's precondition requires."""
 
 
-class PayloadTooLarge(ChatReconnectError):
-    """The body exceeds the size limit (413)."""
+class VersionNotNamed(PreconditionMismatch):
+    """The current version is none of those the caller named."""
 
-
-class UnsupportedMediaType(ChatReconnectError):
-    """The body's content type is not one the route accepts (415)."""
+    def __init__(self) -> None:
+        super().__init__("The current version is none of those the caller named.")
 
 
 class StorageUnavailable(ChatReconnectError):
-    """Table storage cannot be reached right now (503, with Retry-After)."""
+    """Table storage cannot be reached right now; the caller may retry shortly."""
 
 
-class ConcurrencyExhausted(StorageUnavailable):
-    """A conditional write kept losing races; the caller may retry shortly (503)."""
+class WriteContention(StorageUnavailable):
+    """A conditional write kept losing races; the caller may retry shortly."""

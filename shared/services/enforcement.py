@@ -17,16 +17,10 @@ from enum import Enum
 
 from shared.domain import conversation as domain
 from shared.domain.conversation import Conversation, State
-from shared.domain.errors import ConcurrencyExhausted
-from shared.storage.store import (
-    MAX_WRITE_ATTEMPTS,
-    ConcurrencyConflict,
-    DueRow,
-    TableStore,
-    Versioned,
-    bucket_before,
-    due_bucket,
-)
+from shared.services.retry import AGAIN, Retry, retry_lost_races
+from shared.services.writes import ConversationWriter, Expiry
+from shared.storage.entities import DueRow, Versioned, bucket_before, due_bucket
+from shared.storage.store import TableStore
 from shared.storage.table_wire import MAX_OPERATIONS
 
 logger = logging.getLogger(__name__)
@@ -46,18 +40,19 @@ class RowOutcome(Enum):
     PENDING = "pending"
 
 
-# What the timer did with one due row: (outcome, agent whose capacity row to drop, seconds
-# late); outcome None when the row could not be handled (it stays for the next run).
-RowResult = tuple[RowOutcome | None, str | None, float]
-
-
 @dataclass(frozen=True)
-class _Expiry:
-    """An outcome the timer decided on and has still to write (conditionally)."""
+class RowResult:
+    """What the timer did with one due row; `outcome` None when the row could not be
+    handled (it stays for the next run)."""
 
-    found: Versioned[Conversation]
-    outcome: Conversation
-    lateness: float
+    outcome: RowOutcome | None
+    # The agent whose capacity row to drop, if any.
+    release: str | None = None
+    lateness: float = 0.0
+
+
+# A row that could not be handled: it stays indexed for the next run.
+FAILED = RowResult(None)
 
 
 @dataclass
@@ -82,18 +77,32 @@ class EnforcementReport:
     capacity_checked: int = 0
     capacity_check_errors: int = 0
 
+    def count(self, outcome: RowOutcome) -> None:
+        """Count one row handled with `outcome`."""
+        if outcome is RowOutcome.EXPIRED:
+            self.expired += 1
+        elif outcome is RowOutcome.CLOSED:
+            self.closed += 1
+        elif outcome is RowOutcome.STALE:
+            self.stale += 1
+        else:
+            self.pending += 1
+
 
 class TimeLimitEnforcer:
-    """One timer run's work over a TableStore, with the auto-close delay and a clock."""
+    """One timer run's work: it reads through a TableStore and writes through the
+    ConversationWriter, with the auto-close delay and a clock."""
 
     def __init__(
         self,
         store: TableStore,
+        writer: ConversationWriter,
         *,
         auto_close_after: timedelta,
         clock: Callable[[], datetime],
     ) -> None:
         self.store = store
+        self.writer = writer
         self.auto_close_after = auto_close_after
         self.clock = clock
 
@@ -126,7 +135,8 @@ class TimeLimitEnforcer:
             )
         lowest_pending = report.last_bucket
         for outcomes, cleaned in settled:
-            for row, (outcome, release, lateness) in outcomes:
+            for row, result in outcomes:
+                outcome, release, lateness = result.outcome, result.release, result.lateness
                 if not cleaned:
                     # Its index rows stay: the next run must read this bucket again.
                     report.cleanup_errors += 1
@@ -135,7 +145,7 @@ class TimeLimitEnforcer:
                     report.errors += 1
                     lowest_pending = min(lowest_pending, row.bucket)
                     continue
-                setattr(report, outcome.value, getattr(report, outcome.value) + 1)
+                report.count(outcome)
                 if outcome is RowOutcome.PENDING:
                     lowest_pending = min(lowest_pending, row.bucket)
                 if release is not None and cleaned:
@@ -149,8 +159,8 @@ class TimeLimitEnforcer:
         return report
 
     def _chunks(
-        self, decided: list[tuple[DueRow, RowResult | _Expiry]], total: int
-    ) -> list[list[tuple[DueRow, RowResult | _Expiry]]]:
+        self, decided: list[tuple[DueRow, RowResult | Expiry]], total: int
+    ) -> list[list[tuple[DueRow, RowResult | Expiry]]]:
         """Split the decided rows into the timer's units of work, one per pool task.
 
         Sorted by the bucket of the due row each outcome needs and by agent, so that a
@@ -158,19 +168,19 @@ class TimeLimitEnforcer:
         released together; small enough that every worker gets a share.
         """
 
-        def order(item: tuple[DueRow, RowResult | _Expiry]) -> tuple[str, str]:
+        def order(item: tuple[DueRow, RowResult | Expiry]) -> tuple[str, str]:
             _, verdict = item
-            if isinstance(verdict, _Expiry):
+            if isinstance(verdict, Expiry):
                 due = domain.due_at(verdict.outcome, self.auto_close_after)
                 return (due_bucket(due) if due else "", verdict.outcome.agent_id or "")
-            return ("", verdict[1] or "")
+            return ("", verdict.release or "")
 
         size = max(1, min(MAX_OPERATIONS, -(-total // TIMER_WORKERS)))
         ordered = sorted(decided, key=order)
         return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
     def _settle(
-        self, chunk: list[tuple[DueRow, RowResult | _Expiry]], now: datetime
+        self, chunk: list[tuple[DueRow, RowResult | Expiry]], now: datetime
     ) -> tuple[list[tuple[DueRow, RowResult]], bool]:
         """Write one chunk's outcomes and keep the indexes in step: what happened to each
         row, and whether the index cleanup succeeded.
@@ -181,26 +191,19 @@ class TimeLimitEnforcer:
         rows and the due rows that are done. Never raises: if the cleanup fails, the rows
         stay indexed and the next run finds them stale and finishes it.
         """
-        created = self._put_due_rows(
-            [
-                (due, verdict.outcome.conversation_id)
-                for _, verdict in chunk
-                if isinstance(verdict, _Expiry)
-                and (due := domain.due_at(verdict.outcome, self.auto_close_after))
-            ]
+        created = self.writer.create_due_rows(
+            verdict for _, verdict in chunk if isinstance(verdict, Expiry)
         )
         outcomes = [(row, self._finish_row(row, verdict, now, created)) for row, verdict in chunk]
         releases: dict[str, list[str]] = {}
         done: list[DueRow] = []
-        for row, (outcome, release, _) in outcomes:
-            if release is not None:
-                releases.setdefault(release, []).append(row.conversation_id)
-            if outcome is not None and outcome is not RowOutcome.PENDING:
+        for row, result in outcomes:
+            if result.release is not None:
+                releases.setdefault(result.release, []).append(row.conversation_id)
+            if result.outcome is not None and result.outcome is not RowOutcome.PENDING:
                 done.append(row)
         try:
-            for agent_id, conversation_ids in releases.items():
-                self.store.delete_capacity(agent_id, conversation_ids)
-            self.store.delete_due(done)
+            self.writer.release(releases, done)
         except Exception:
             logger.exception("Could not clean up the timer's index rows")
             return outcomes, False
@@ -220,7 +223,7 @@ class TimeLimitEnforcer:
         with ThreadPoolExecutor(max_workers=TIMER_WORKERS) as pool:
             results = list(pool.map(self._check_capacity_row, pairs))
         failed = {pair for pair, done in zip(pairs, results, strict=True) if not done}
-        self.store.delete_capacity_checks(
+        self.writer.forget_capacity_checks(
             c for c in checks if (c.conversation_id, c.agent_id) not in failed
         )
         report.capacity_checked = len(pairs) - len(failed)
@@ -230,28 +233,13 @@ class TimeLimitEnforcer:
         """The agent's row for the conversation exists iff the conversation holds the agent."""
         conversation_id, agent_id = pair
         try:
-            found = self.store.get_conversation(conversation_id)
-            if found and found.value.holds_capacity and found.value.agent_id == agent_id:
-                self.store.put_capacity(agent_id, conversation_id)
-            else:
-                self.store.delete_capacity(agent_id, [conversation_id])
+            self.writer.align_capacity_row(conversation_id, agent_id)
         except Exception:
             logger.exception("Could not check the capacity row of one conversation")
             return False
         return True
 
-    def _put_due_rows(self, rows: list[tuple[datetime, str]]) -> dict[tuple[str, str], str]:
-        """Create index rows in batches: the ETag of each created, by (bucket, conversationId).
-
-        A row left out (its batch failed) is written alone before its outcome (careful path).
-        """
-        try:
-            return self.store.put_due_rows(rows)
-        except Exception:
-            logger.exception("Could not write the timer's new due rows in batches")
-            return {}
-
-    def _judge_snapshot(self, row: DueRow, now: datetime) -> _Expiry | None:
+    def _judge_snapshot(self, row: DueRow, now: datetime) -> Expiry | None:
         """The expiry a due row's snapshot calls for, or None when the row must be read.
 
         An expiry decided on the snapshot is written conditionally on the snapshot's ETag, so
@@ -263,22 +251,22 @@ class TimeLimitEnforcer:
         if row.snapshot is None:
             return None
         verdict = self._judge(row, row.snapshot, now)
-        return verdict if isinstance(verdict, _Expiry) else None
+        return verdict if isinstance(verdict, Expiry) else None
 
-    def _judge_row(self, row: DueRow, now: datetime) -> RowResult | _Expiry:
+    def _judge_row(self, row: DueRow, now: datetime) -> RowResult | Expiry:
         """Decide one due row on a fresh read of its conversation. Never raises."""
         try:
             return self._judge(row, self.store.get_conversation(row.conversation_id), now)
         except Exception:
             logger.exception("Could not enforce the time limit of one conversation")
-            return None, None, 0.0
+            return FAILED
 
     def _judge(
         self, row: DueRow, found: Versioned[Conversation] | None, now: datetime
-    ) -> RowResult | _Expiry:
+    ) -> RowResult | Expiry:
         """What the timer does with one due row, given its conversation (read or snapshot)."""
         if found is None:
-            return RowOutcome.STALE, None, 0.0
+            return RowResult(RowOutcome.STALE)
         conversation = found.value
         # Repairs capacity rows that a crash between write and cleanup left behind.
         release = (
@@ -288,16 +276,16 @@ class TimeLimitEnforcer:
         )
         due = domain.due_at(conversation, self.auto_close_after)
         if due is None or due_bucket(due) != row.bucket:
-            return RowOutcome.STALE, release, 0.0
+            return RowResult(RowOutcome.STALE, release)
         outcome = domain.enforce(conversation, now, self.auto_close_after)
         if outcome is None:
-            return RowOutcome.PENDING, None, 0.0
-        return _Expiry(found, outcome, (now - due).total_seconds())
+            return RowResult(RowOutcome.PENDING)
+        return Expiry(found, outcome, (now - due).total_seconds())
 
     def _finish_row(
         self,
         row: DueRow,
-        verdict: RowResult | _Expiry,
+        verdict: RowResult | Expiry,
         now: datetime,
         created: dict[tuple[str, str], str],
     ) -> RowResult:
@@ -305,11 +293,10 @@ class TimeLimitEnforcer:
 
         Never raises: one bad row must not stop the sweep; it stays indexed for the next run.
         """
-        if not isinstance(verdict, _Expiry):
+        if not isinstance(verdict, Expiry):
             return verdict
         try:
-            due = domain.due_at(verdict.outcome, self.auto_close_after)
-            key = None if due is None else (due_bucket(due), verdict.outcome.conversation_id)
+            key = self.writer.due_key(verdict)
             if key is None or key in created:
                 written = self._write_expiry(verdict)
                 if written is not None:
@@ -319,35 +306,30 @@ class TimeLimitEnforcer:
             if key in created:
                 # The row created for the outcome not written: drop it unless someone has
                 # upserted it since (the careful path just now, or a writer that needs it).
-                self.store.delete_due_if_unchanged(*key, created[key])
+                self.writer.drop_unused_due_row(key, created[key])
             return result
         except Exception:
             logger.exception("Could not enforce the time limit of one conversation")
-            return None, None, 0.0
+            return FAILED
 
-    def _write_expiry(self, expiry: _Expiry) -> RowResult | None:
-        """Write a decided outcome if the conversation is unchanged since read, else None."""
-        outcome = expiry.outcome
-        try:
-            self.store.replace_conversation(outcome, expiry.found.etag)
-        except ConcurrencyConflict:
+    def _write_expiry(self, expiry: Expiry, *, alone: bool = False) -> RowResult | None:
+        """Write a decided outcome if the conversation is unchanged since read, else None;
+        `alone`: with the due row it needs (no batch created it)."""
+        write = self.writer.write_outcome_alone if alone else self.writer.write_outcome
+        if not write(expiry):
             return None
-        if outcome.state is State.CLOSED:
-            self.store.delete_customer(outcome)
+        outcome = expiry.outcome
         kind = RowOutcome.CLOSED if outcome.state is State.CLOSED else RowOutcome.EXPIRED
-        return kind, outcome.agent_id, expiry.lateness
+        return RowResult(kind, outcome.agent_id, expiry.lateness)
 
     def _enforce_conversation(self, row: DueRow, now: datetime) -> RowResult:
         """One row the careful way: read, decide, write its index rows, write; repeat on a race."""
-        for _ in range(MAX_WRITE_ATTEMPTS):
+
+        def attempt() -> RowResult | Retry:
             verdict = self._judge(row, self.store.get_conversation(row.conversation_id), now)
-            if not isinstance(verdict, _Expiry):
+            if not isinstance(verdict, Expiry):
                 return verdict
-            # The due row the outcome needs (its auto-close), before the outcome is written.
-            due = domain.due_at(verdict.outcome, self.auto_close_after)
-            if due is not None and due != domain.due_at(verdict.found.value, self.auto_close_after):
-                self.store.put_due(due, verdict.outcome.conversation_id)
-            written = self._write_expiry(verdict)
-            if written is not None:
-                return written
-        raise ConcurrencyExhausted("conversation kept changing during enforcement")
+            written = self._write_expiry(verdict, alone=True)
+            return AGAIN if written is None else written
+
+        return retry_lost_races(attempt, "conversation kept changing during enforcement")

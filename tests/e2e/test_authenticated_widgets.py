@@ -24,7 +24,7 @@ from azure.data.tables import TableServiceClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from local.azurite import Azurite
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from tests.conftest import FakeClock, decode, http_request
 from tests.keys import public_pem
 
@@ -579,7 +579,7 @@ def test_registering_on_an_authenticated_widget_needs_a_customer(
 def test_customer_ids_are_never_stored_raw(
     api: httpx.Client,
     azurite: Azurite,
-    service: ReconnectService,
+    service: App,
     clock: FakeClock,
     widget: str,
     key1: rsa.RSAPrivateKey,

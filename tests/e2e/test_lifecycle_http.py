@@ -364,7 +364,7 @@ def test_timer_wraps_up_an_expired_active_conversation_only(
     assert held(api) == 3
 
     clock.now = START + timedelta(minutes=LIMIT_MINUTES, seconds=1)
-    service.enforce_time_limits()
+    service.timer.run()
 
     expired = get(api, "expires")
     assert expired["state"] == "wrap_up"
@@ -390,7 +390,7 @@ def test_timer_closes_a_requeued_conversation_after_the_deadline(
     send(api, "c1", "agent_closed")
 
     clock.advance(minutes=LIMIT_MINUTES, seconds=1)
-    service.enforce_time_limits()
+    service.timer.run()
 
     result = get(api, "c1")
     assert result["state"] == "closed"
@@ -409,11 +409,11 @@ def test_timer_auto_closes_a_wrap_up_after_fifteen_minutes(
     send(api, "c1", "agent_ended")
 
     clock.advance(minutes=15, seconds=-1)
-    service.enforce_time_limits()
+    service.timer.run()
     assert get(api, "c1")["state"] == "wrap_up"
 
     clock.advance(seconds=2)
-    service.enforce_time_limits()
+    service.timer.run()
     result = get(api, "c1")
     assert result["state"] == "closed"
     assert result["endReason"] == "auto_closed"
@@ -944,7 +944,7 @@ def _expired(api: httpx.Client, clock: FakeClock, service: Any) -> tuple[str, st
 def _timed_out(api: httpx.Client, clock: FakeClock, service: Any) -> tuple[str, str | None]:
     reconnect_id = link_of(disconnected(api, "c1"))
     clock.advance(minutes=LIMIT_MINUTES, seconds=1)
-    service.enforce_time_limits()
+    service.timer.run()
     return reconnect_id, "c1"
 
 

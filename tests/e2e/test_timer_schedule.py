@@ -18,7 +18,8 @@ import pytest
 import shared.wiring
 from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
-from shared.services.service import ReconnectService, utc_now
+from shared.services.app import App
+from shared.services.clock import utc_now
 from shared.wiring import set_service
 from tests.conftest import fresh_function_app, make_service
 
@@ -37,7 +38,7 @@ def parse_utc(text: str) -> datetime:
 
 
 @pytest.fixture
-def real_time_service(azurite: Azurite) -> Iterator[ReconnectService]:
+def real_time_service(azurite: Azurite) -> Iterator[App]:
     """A service with the real clock on fresh tables, installed for the handlers."""
     previous = shared.wiring._service
     built = make_service(azurite.connection_string, utc_now)
@@ -49,7 +50,7 @@ def real_time_service(azurite: Azurite) -> Iterator[ReconnectService]:
 
 
 @pytest.fixture
-def scheduled_host(real_time_service: ReconnectService) -> Iterator[httpx.Client]:
+def scheduled_host(real_time_service: App) -> Iterator[httpx.Client]:
     """A local host over a fresh FunctionApp with the product's blueprints, timer every 5 s."""
     app = fresh_function_app()
     environ = {**os.environ, "RECONNECT_ENFORCE_SCHEDULE": SCHEDULE}

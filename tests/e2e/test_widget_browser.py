@@ -26,7 +26,7 @@ from local.demo import DevIssuer, demo_routes
 from local.host import build_app, serve_in_thread
 from shared.domain.auth import customer_id_from_token
 from shared.domain.settings import Authentication, PublicKey
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from tests.conftest import FakeClock, fresh_function_app
 
 pytestmark = pytest.mark.browser
@@ -69,7 +69,7 @@ def base_url(azurite: Azurite, issuer: DevIssuer) -> Iterator[str]:
 
 
 @pytest.fixture
-def backend(base_url: str, service: ReconnectService) -> Iterator[httpx.Client]:
+def backend(base_url: str, service: App) -> Iterator[httpx.Client]:
     """The platform and admin APIs, bound to this test's service (fresh tables, fake clock)."""
     with httpx.Client(base_url=base_url + "/api", timeout=30) as client:
         yield client

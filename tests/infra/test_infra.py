@@ -314,11 +314,11 @@ def test_parameters_file_matches_main_bicep() -> None:
 
 
 def test_bicep_creates_the_tables_the_store_uses() -> None:
-    store = REPO / "shared" / "storage" / "store.py"
+    store = REPO / "shared" / "storage" / "tables.py"
     try:
         store_tables = python_constant(store, "TABLE_NAMES")
     except (FileNotFoundError, LookupError):
-        pytest.skip("shared/storage/store.py does not define TABLE_NAMES")
+        pytest.skip("shared/storage/tables.py does not define TABLE_NAMES")
     bicep_tables = [
         line.strip("'") for line in bicep_block(MAIN_BICEP, "var tableNames = [") if line
     ]

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from shared.api.manage import delete_widget, get_widget, list_widgets, patch_widget, put_widget
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from tests.conftest import START, Answer, FakeClock, decode, http_request
 from tests.keys import public_pem as _public_pem
 
@@ -911,9 +911,9 @@ def test_http_list_follows_next_link(api: httpx.Client) -> None:
     _problem_over_http(bad, 400)
 
 
-def test_service_fixture_is_the_one_the_handlers_use(service: ReconnectService) -> None:
+def test_service_fixture_is_the_one_the_handlers_use(service: App) -> None:
     """Guards the other tests: what the handlers write is in this test's tables."""
     put(VALID)
-    found = service.get_widget(WIDGET)
+    found = service.settings.get_widget(WIDGET)
     assert found.value.portal_url == PORTAL
     assert found.value.updated_at == START

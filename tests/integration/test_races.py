@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from tests.conftest import START, FakeClock
 
 T = TypeVar("T")
@@ -84,7 +84,7 @@ def _conversations(api: httpx.Client, ids: list[str]) -> dict[str, dict[str, Any
 
 
 def _assert_capacity_agrees(
-    api: httpx.Client, service: ReconnectService, conversations: dict[str, dict[str, Any]]
+    api: httpx.Client, service: App, conversations: dict[str, dict[str, Any]]
 ) -> None:
     """The capacity rows, and the capacity route, list exactly the conversations holding one."""
     for agent in AGENTS:
@@ -102,7 +102,7 @@ def _assert_capacity_agrees(
 
 
 def test_continue_racing_agent_ended_ends_every_conversation_in_wrap_up(
-    api: httpx.Client, clock: FakeClock, service: ReconnectService
+    api: httpx.Client, clock: FakeClock, service: App
 ) -> None:
     links = _setup_disconnected(api, clock)
     clock.advance(minutes=1)
@@ -150,7 +150,7 @@ def test_continue_racing_agent_ended_ends_every_conversation_in_wrap_up(
 
 
 def test_continue_one_second_before_the_deadline_wins_over_a_concurrent_timer_run(
-    api: httpx.Client, clock: FakeClock, service: ReconnectService
+    api: httpx.Client, clock: FakeClock, service: App
 ) -> None:
     links = _setup_disconnected(api, clock)
     clock.now = DEADLINE - timedelta(seconds=1)
@@ -160,7 +160,7 @@ def test_continue_one_second_before_the_deadline_wins_over_a_concurrent_timer_ru
         return lambda: api.post(f"/widgets/{WIDGET}/reconnect/{links[conversation_id]}")
 
     calls: list[Callable[[], Any]] = [continue_(cid) for cid in ids]
-    calls.append(service.enforce_time_limits)
+    calls.append(service.timer.run)
     *answers, report = _all_at_once(calls)
 
     assert report.expired == 0, report
@@ -170,7 +170,7 @@ def test_continue_one_second_before_the_deadline_wins_over_a_concurrent_timer_ru
         assert answer.json()["state"] == "active", conversation_id
     # A later run (even past the old deadline) has nothing to expire either.
     clock.now = DEADLINE + timedelta(minutes=1)
-    assert service.enforce_time_limits().expired == 0
+    assert service.timer.run().expired == 0
     conversations = _conversations(api, ids)
     for conversation_id, conversation in conversations.items():
         assert conversation["state"] == "active", conversation_id
@@ -181,7 +181,7 @@ def test_continue_one_second_before_the_deadline_wins_over_a_concurrent_timer_ru
 
 
 def test_continue_racing_a_timer_that_sees_the_deadline_passed_gives_one_outcome_each(
-    api: httpx.Client, clock: FakeClock, service: ReconnectService
+    api: httpx.Client, clock: FakeClock, service: App
 ) -> None:
     """Customers on this side of the deadline, a timer instance already past it.
 
@@ -191,7 +191,7 @@ def test_continue_racing_a_timer_that_sees_the_deadline_passed_gives_one_outcome
     """
     links = _setup_disconnected(api, clock)
     clock.now = DEADLINE - timedelta(seconds=1)
-    late_timer = ReconnectService(
+    late_timer = App(
         service.store,
         service.signer,
         auto_close_after=service.auto_close_after,
@@ -203,7 +203,7 @@ def test_continue_racing_a_timer_that_sees_the_deadline_passed_gives_one_outcome
         return lambda: api.post(f"/widgets/{WIDGET}/reconnect/{links[conversation_id]}")
 
     calls: list[Callable[[], Any]] = [continue_(cid) for cid in ids]
-    calls.append(late_timer.enforce_time_limits)
+    calls.append(late_timer.timer.run)
     *answers, report = _all_at_once(calls)
 
     assert report.errors == 0, report
@@ -225,9 +225,7 @@ def test_continue_racing_a_timer_that_sees_the_deadline_passed_gives_one_outcome
     print(f"timer won {timed_out} of {len(ids)} races")
 
 
-def test_concurrent_duplicate_registrations_create_once(
-    api: httpx.Client, service: ReconnectService
-) -> None:
+def test_concurrent_duplicate_registrations_create_once(api: httpx.Client, service: App) -> None:
     response = api.put(f"/manage/widgets/{WIDGET}", json={"reconnectEnabled": False})
     assert response.status_code == 201, response.text
     ids = [f"dup-{number}" for number in range(5)]

@@ -25,7 +25,7 @@ import pytest
 from azure.core.pipeline import PipelineRequest
 
 from local.azurite import Azurite
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from shared.wiring import set_service
 from tests.conftest import FakeClock, make_service
 
@@ -88,7 +88,7 @@ class RequestLog:
 
 @dataclass
 class Counted:
-    service: ReconnectService
+    service: App
     log: RequestLog
     api: httpx.Client
 

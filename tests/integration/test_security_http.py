@@ -14,7 +14,7 @@ from azure.functions.timer import TimerRequest
 
 from local.azurite import Azurite
 from shared.domain.links import MAC_LENGTH
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from tests.conftest import SIGNING_KEY, FakeClock, decode, http_request
 
 WIDGET = "sec-w"
@@ -88,7 +88,10 @@ def test_a_bug_answers_a_generic_500_that_leaks_nothing(
         def get_widget(self, widget_id: str) -> Any:
             raise RuntimeError(f"{secret}: widget table row {widget_id}")
 
-    monkeypatch.setattr("shared.api.manage.get_service", lambda: Broken())
+    class App:
+        settings = Broken()
+
+    monkeypatch.setattr("shared.api.manage.get_service", lambda: App())
     answer = api.get(f"/manage/widgets/{WIDGET}")
     assert answer.status_code == 500
     assert answer.headers["content-type"].startswith("application/problem+json")
@@ -143,7 +146,7 @@ def test_hostile_reconnect_ids_are_simply_unavailable(api: httpx.Client, reconne
 def test_no_reconnect_id_customer_id_or_key_is_logged_or_stored(
     api: httpx.Client,
     azurite: Azurite,
-    service: ReconnectService,
+    service: App,
     clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:

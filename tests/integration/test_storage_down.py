@@ -15,7 +15,7 @@ from local.azurite import Azurite
 from shared.api.manage import delete_widget, get_widget, list_widgets, patch_widget, put_widget
 from shared.api.ops import health
 from shared.api.platform import get_conversation, register_conversation
-from shared.services.service import ReconnectService
+from shared.services.app import App
 from shared.wiring import set_service
 from tests.conftest import Answer, FakeClock, decode, http_request, make_service
 
@@ -32,7 +32,7 @@ def own_azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture
-def app_service(own_azurite: Azurite, clock: FakeClock) -> Iterator[ReconnectService]:
+def app_service(own_azurite: Azurite, clock: FakeClock) -> Iterator[App]:
     built = make_service(own_azurite.connection_string, clock)
     set_service(built)
     try:
@@ -63,9 +63,7 @@ def assert_unavailable(answer: Answer) -> None:
     assert {"type", "title", "detail"} <= set(answer.body)
 
 
-def test_storage_down_answers_503_with_retry_after(
-    own_azurite: Azurite, app_service: ReconnectService
-) -> None:
+def test_storage_down_answers_503_with_retry_after(own_azurite: Azurite, app_service: App) -> None:
     assert call(health, "GET", "health").status == 200
     assert put_demo().status == 201
 
@@ -93,7 +91,7 @@ def test_storage_down_answers_503_with_retry_after(
 
 
 def test_client_mistakes_are_still_answered_while_storage_is_down(
-    own_azurite: Azurite, app_service: ReconnectService
+    own_azurite: Azurite, app_service: App
 ) -> None:
     """What can be judged without storage is judged first: 400/415/422, not 503."""
     own_azurite.stop()
@@ -105,9 +103,7 @@ def test_client_mistakes_are_still_answered_while_storage_is_down(
     assert invalid.status == 422
 
 
-def test_storage_down_over_http(
-    host_url: str, own_azurite: Azurite, app_service: ReconnectService
-) -> None:
+def test_storage_down_over_http(host_url: str, own_azurite: Azurite, app_service: App) -> None:
     with httpx.Client(base_url=host_url + "/api", timeout=60) as client:
         assert client.get("health").status_code == 200
         own_azurite.stop()
@@ -143,7 +139,7 @@ def test_storage_down_before_first_use(clock: FakeClock, own_azurite: Azurite) -
 
 
 def test_app_recovers_after_storage_restarts_without_its_tables(
-    own_azurite: Azurite, app_service: ReconnectService
+    own_azurite: Azurite, app_service: App
 ) -> None:
     """An in-memory Azurite restarted loses its tables: the app makes them again by itself."""
     assert put_demo().status == 201
@@ -166,7 +162,7 @@ def test_app_recovers_after_storage_restarts_without_its_tables(
 
 @pytest.mark.parametrize("first", ["put", "list", "register"])
 def test_first_request_after_restart_recreates_the_tables(
-    first: str, own_azurite: Azurite, app_service: ReconnectService
+    first: str, own_azurite: Azurite, app_service: App
 ) -> None:
     """Whatever request comes first after the restart, it succeeds (no 500, no 503)."""
     own_azurite.restart()

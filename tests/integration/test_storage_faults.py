@@ -44,11 +44,14 @@ from local.azurite import Azurite
 from local.host import build_app, serve_in_thread
 from shared.domain import conversation as domain
 from shared.domain.conversation import Conversation, Event, EventType
-from shared.domain.errors import PreconditionFailed, StorageUnavailable
+from shared.domain.errors import PreconditionMismatch, StorageUnavailable
 from shared.domain.settings import WidgetSettings
+from shared.services.app import App
 from shared.services.enforcement import EnforcementReport
-from shared.services.service import CAPACITY_CHECK_DELAY, ReconnectService
-from shared.storage.store import TABLE_NAMES, due_bucket
+from shared.services.settings import Precondition
+from shared.services.writes import CAPACITY_CHECK_DELAY
+from shared.storage.entities import due_bucket
+from shared.storage.tables import TABLE_NAMES
 from shared.wiring import set_service
 from tests.conftest import FakeClock, fresh_function_app, make_service
 
@@ -102,7 +105,7 @@ def stop_cleanly(server: Azurite, timeout: float = 30.0) -> None:
     server.process.wait(timeout)
 
 
-def install(server: Azurite, clock: FakeClock) -> ReconnectService:
+def install(server: Azurite, clock: FakeClock) -> App:
     service = make_service(server.connection_string, clock)
     set_service(service)
     return service
@@ -312,7 +315,7 @@ def assert_unavailable(outcome: Outcome) -> None:
     assert {"type", "title", "detail"} <= set(outcome.body), detail
 
 
-def assert_indexes_agree(service: ReconnectService, connection_string: str) -> None:
+def assert_indexes_agree(service: App, connection_string: str) -> None:
     """The raw index rows match the conversations exactly (capacity) or cover them (due)."""
     tables = dict(zip(TABLE_NAMES, service.store.table_names, strict=True))
     account = TableServiceClient.from_connection_string(connection_string)
@@ -416,7 +419,7 @@ def test_a_storage_outage_mid_burst_answers_503_and_loses_nothing(
 
         # One timer run, once the capacity checks the burst noted are due.
         clock.advance(seconds=(CAPACITY_CHECK_DELAY + timedelta(minutes=1)).total_seconds())
-        report = service.enforce_time_limits()
+        report = service.timer.run()
         assert (report.errors, report.capacity_check_errors) == (0, 0), report
         assert_indexes_agree(service, persistent_azurite.connection_string)
     finally:
@@ -483,14 +486,14 @@ def _unavailable(*args: Any, **kwargs: Any) -> Any:
     raise StorageUnavailable("Table storage is not available right now.")
 
 
-def _registered(service: ReconnectService, agent: str | None = "agent-1") -> Conversation:
-    service.put_widget(WidgetSettings("w", True, 10, PORTAL), if_match=None, if_none_match=None)
-    return service.register("c1", "w", agent, None)[0].conversation
+def _registered(service: App, agent: str | None = "agent-1") -> Conversation:
+    service.settings.put_widget(WidgetSettings("w", True, 10, PORTAL))
+    return service.conversations.register("c1", "w", agent, None)[0].conversation
 
 
-def _after_one_timer_run(service: ReconnectService, clock: FakeClock) -> EnforcementReport:
+def _after_one_timer_run(service: App, clock: FakeClock) -> EnforcementReport:
     clock.advance(seconds=(CAPACITY_CHECK_DELAY + timedelta(minutes=1)).total_seconds())
-    report = service.enforce_time_limits()
+    report = service.timer.run()
     assert (report.errors, report.capacity_check_errors) == (0, 0), report
     return report
 
@@ -499,14 +502,14 @@ def _after_one_timer_run(service: ReconnectService, clock: FakeClock) -> Enforce
     "event", [EventType.AGENT_ENDED, EventType.AGENT_CLOSED, EventType.CUSTOMER_ENDED]
 )
 def test_a_capacity_row_left_by_a_failure_after_the_conversation_write_goes_with_the_next_run(
-    event: EventType, service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    event: EventType, service: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _registered(service)
     with monkeypatch.context() as patched:
         patched.setattr(service.store, "delete_capacity", _unavailable)
         with pytest.raises(StorageUnavailable):
-            service.apply_event("c1", Event(event), None)
-    ended = service.get_conversation("c1").conversation
+            service.conversations.apply_event("c1", Event(event), None)
+    ended = service.conversations.get_conversation("c1").conversation
     assert not ended.holds_capacity  # the conversation changed; its row was left behind
     assert service.store.capacity_rows("agent-1") == ["c1"]
 
@@ -514,19 +517,19 @@ def test_a_capacity_row_left_by_a_failure_after_the_conversation_write_goes_with
 
     assert service.store.capacity_rows("agent-1") == []
     assert report.capacity_checked >= 1
-    assert service.get_conversation("c1").conversation == ended
+    assert service.conversations.get_conversation("c1").conversation == ended
 
 
 def test_a_decline_whose_cleanup_fails_is_completed_by_the_next_run(
-    service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    service: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conversation = _registered(service)
-    session = service.customer_session("w", None)
+    session = service.reconnect.customer_session("w", None)
     link = service.signer.reconnect_id(conversation)
     with monkeypatch.context() as patched:
         patched.setattr(service.store, "delete_capacity", _unavailable)
         with pytest.raises(StorageUnavailable):
-            service.decline(session, link)
+            service.reconnect.decline(session, link)
     assert service.store.capacity_rows("agent-1") == ["c1"]
 
     _after_one_timer_run(service, clock)
@@ -535,13 +538,13 @@ def test_a_decline_whose_cleanup_fails_is_completed_by_the_next_run(
 
 
 def test_a_capacity_row_of_a_registration_that_never_got_stored_goes_with_the_next_run(
-    service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    service: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service.put_widget(WidgetSettings("w", True, 10, PORTAL), if_match=None, if_none_match=None)
+    service.settings.put_widget(WidgetSettings("w", True, 10, PORTAL))
     with monkeypatch.context() as patched:
         patched.setattr(service.store, "insert_conversation", _unavailable)
         with pytest.raises(StorageUnavailable):
-            service.register("c1", "w", "agent-1", None)
+            service.conversations.register("c1", "w", "agent-1", None)
     assert service.store.get_conversation("c1") is None
     assert service.store.capacity_rows("agent-1") == ["c1"]
 
@@ -551,23 +554,23 @@ def test_a_capacity_row_of_a_registration_that_never_got_stored_goes_with_the_ne
 
 
 def test_a_change_that_never_got_written_keeps_its_capacity_row(
-    service: ReconnectService, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    service: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _registered(service)
     with monkeypatch.context() as patched:
         patched.setattr(service.store, "replace_conversation", _unavailable)
         with pytest.raises(StorageUnavailable):
-            service.apply_event("c1", Event(EventType.AGENT_ENDED), None)
+            service.conversations.apply_event("c1", Event(EventType.AGENT_ENDED), None)
 
     report = _after_one_timer_run(service, clock)
 
-    assert service.get_conversation("c1").conversation.holds_capacity
+    assert service.conversations.get_conversation("c1").conversation.holds_capacity
     assert service.store.capacity_rows("agent-1") == ["c1"]
     assert report.capacity_checked == 1
 
 
 def test_a_retried_assignment_racing_itself_keeps_the_capacity_row(
-    service: ReconnectService, monkeypatch: pytest.MonkeyPatch
+    service: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The loser of the race must not delete the row the winner (same agent) needs."""
     _registered(service, agent=None)
@@ -581,7 +584,9 @@ def test_a_retried_assignment_racing_itself_keeps_the_capacity_row(
         return replace(conversation, etag)  # the stale ETag now: ConcurrencyConflict
 
     monkeypatch.setattr(service.store, "replace_conversation", racing)
-    result = service.apply_event("c1", Event(EventType.AGENT_ASSIGNED, "agent-1"), "assign-1")
+    result = service.conversations.apply_event(
+        "c1", Event(EventType.AGENT_ASSIGNED, "agent-1"), "assign-1"
+    )
 
     assert raced
     assert result.conversation.holds_capacity
@@ -592,12 +597,10 @@ def test_a_retried_assignment_racing_itself_keeps_the_capacity_row(
 
 
 def test_a_settings_write_without_if_match_that_loses_a_race_reads_again_and_wins(
-    service: ReconnectService, monkeypatch: pytest.MonkeyPatch
+    service: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """412 is for an If-Match that does not hold; an unconditional write just goes last."""
-    saved, _ = service.put_widget(
-        WidgetSettings("w", True, 10, PORTAL), if_match=None, if_none_match=None
-    )
+    saved, _ = service.settings.put_widget(WidgetSettings("w", True, 10, PORTAL))
     replace = service.store.replace_widget
     concurrent = WidgetSettings("w", True, 20, PORTAL)
 
@@ -608,21 +611,20 @@ def test_a_settings_write_without_if_match_that_loses_a_race_reads_again_and_win
 
     monkeypatch.setattr(service.store, "replace_widget", racing)
 
-    patched = service.update_widget(
-        "w", lambda current: dataclasses.replace(current, time_limit_minutes=30), if_match=None
+    patched = service.settings.update_widget(
+        "w", lambda current: dataclasses.replace(current, time_limit_minutes=30)
     )
     assert patched.value.time_limit_minutes == 30
-    assert service.get_widget("w").value.time_limit_minutes == 30
+    assert service.settings.get_widget("w").value.time_limit_minutes == 30
 
-    current = service.get_widget("w")
+    current = service.settings.get_widget("w")
     monkeypatch.setattr(service.store, "replace_widget", _racing_once(replace, current.etag))
-    with pytest.raises(PreconditionFailed):
-        service.put_widget(
-            WidgetSettings("w", True, 40, PORTAL), if_match=current.etag, if_none_match=None
+    with pytest.raises(PreconditionMismatch):
+        service.settings.put_widget(
+            WidgetSettings("w", True, 40, PORTAL),
+            Precondition(must_exist=True, etags=(current.etag,)),
         )
-    put, created = service.put_widget(
-        WidgetSettings("w", True, 50, PORTAL), if_match=None, if_none_match=None
-    )
+    put, created = service.settings.put_widget(WidgetSettings("w", True, 50, PORTAL))
     assert (put.value.time_limit_minutes, created) == (50, False)
 
 

@@ -1,7 +1,7 @@
 """The time-limit timer against a real Azurite, with a movable clock (SPEC 2.2, 2.4, 3 "Timer").
 
 Conversations are set up through the HTTP contract (the in-process local host) or the
-service's use cases; the timer is the service's `enforce_time_limits` or its Functions
+app's use cases; the timer is the app's `timer.run` or its Functions
 handler. Index tables are read directly to check that the timer cleans up after itself.
 """
 
@@ -23,11 +23,12 @@ from azure.functions.timer import TimerRequest
 from local.azurite import Azurite
 from shared.config import DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES
 from shared.domain.conversation import Conversation, Event, EventType, State
-from shared.domain.errors import ReconnectUnavailable, StorageUnavailable
+from shared.domain.errors import LinkUnavailable, StorageUnavailable
 from shared.domain.settings import WidgetSettings
+from shared.services.app import App
 from shared.services.enforcement import CHECKPOINT_MARGIN_MINUTES, EnforcementReport
-from shared.services.service import ContinueResult, ReconnectService
-from shared.storage.store import bucket_before, due_bucket
+from shared.services.reconnect import ContinueResult
+from shared.storage.entities import bucket_before, due_bucket
 from tests.conftest import START, FakeClock, make_service
 
 WIDGET = "w-timer"
@@ -95,18 +96,18 @@ def held(api: httpx.Client, agent_id: str = AGENT) -> list[str]:
     return sorted(item["conversationId"] for item in body["conversations"])
 
 
-def table_rows(azurite: Azurite, service: ReconnectService, table: str) -> set[tuple[str, str]]:
+def table_rows(azurite: Azurite, service: App, table: str) -> set[tuple[str, str]]:
     """(PartitionKey, RowKey) of every row of one of the service's tables, read directly."""
     (name,) = [name for name in service.store.table_names if name.endswith(table)]
     with TableClient.from_connection_string(azurite.connection_string, name) as client:
         return {(row["PartitionKey"], row["RowKey"]) for row in client.list_entities()}
 
 
-def due_rows(azurite: Azurite, service: ReconnectService) -> set[tuple[str, str]]:
+def due_rows(azurite: Azurite, service: App) -> set[tuple[str, str]]:
     return table_rows(azurite, service, "due")
 
 
-def capacity_rows(azurite: Azurite, service: ReconnectService) -> set[tuple[str, str]]:
+def capacity_rows(azurite: Azurite, service: App) -> set[tuple[str, str]]:
     return table_rows(azurite, service, "capacity")
 
 
@@ -123,18 +124,18 @@ def disconnected_conversation(
     assert body["reconnectDeadline"] == DEADLINE.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def bulk_disconnected(service: ReconnectService, clock: FakeClock, ids: list[str]) -> None:
+def bulk_disconnected(service: App, clock: FakeClock, ids: list[str]) -> None:
     """Many disconnected conversations through the service's use cases (faster than HTTP)."""
     clock.now = START
-    service.put_widget(
-        WidgetSettings(WIDGET, True, LIMIT_MINUTES, PORTAL), if_match=None, if_none_match=None
-    )
+    service.settings.put_widget(WidgetSettings(WIDGET, True, LIMIT_MINUTES, PORTAL))
 
     def one(conversation_id: str) -> None:
-        service.register(conversation_id, WIDGET, AGENT, None)
+        service.conversations.register(conversation_id, WIDGET, AGENT, None)
 
     def drop(conversation_id: str) -> None:
-        service.apply_event(conversation_id, Event(EventType.CUSTOMER_DISCONNECTED), None)
+        service.conversations.apply_event(
+            conversation_id, Event(EventType.CUSTOMER_DISCONNECTED), None
+        )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(one, ids))
@@ -154,7 +155,7 @@ def quiet(report: EnforcementReport) -> bool:
     ) == (0, 0, 0, 0, 0, 0)
 
 
-def stored(service: ReconnectService, conversation_id: str) -> Conversation:
+def stored(service: App, conversation_id: str) -> Conversation:
     """The conversation as stored (the source of truth), read directly."""
     found = service.store.get_conversation(conversation_id)
     assert found is not None, conversation_id
@@ -169,7 +170,7 @@ def at(moment: datetime) -> str:
 
 
 def test_expiry_wraps_up_with_reconnect_timeout_and_releases_capacity(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+    api: httpx.Client, service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     put_widget(api)
     disconnected_conversation(api, clock, "c-expire")
@@ -177,7 +178,7 @@ def test_expiry_wraps_up_with_reconnect_timeout_and_releases_capacity(
     assert capacity_rows(azurite, service) == {(AGENT, "c-expire")}
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.closed, report.errors) == (1, 0, 0)
     assert report.capacity_released == 1
@@ -189,19 +190,19 @@ def test_expiry_wraps_up_with_reconnect_timeout_and_releases_capacity(
     assert after["agentId"] == AGENT
     assert after["updatedAt"] == at(clock.now)
     assert capacity_rows(azurite, service) == set()
-    assert service.agent_capacity(AGENT) == []
+    assert service.conversations.agent_capacity(AGENT) == []
     assert held(api) == []
 
 
 def test_a_run_before_the_deadline_leaves_the_conversation_and_keeps_its_row(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+    api: httpx.Client, service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     put_widget(api)
     disconnected_conversation(api, clock, "c-early")
     before = conversation(api, "c-early")
 
     clock.now = DEADLINE - timedelta(seconds=1)  # same minute bucket as the deadline
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.pending, report.stale) == (0, 1, 0)
     assert conversation(api, "c-early") == before
@@ -213,7 +214,7 @@ def test_a_run_before_the_deadline_leaves_the_conversation_and_keeps_its_row(
     )
 
     clock.now = DEADLINE
-    assert service.enforce_time_limits().expired == 1
+    assert service.timer.run().expired == 1
     assert conversation(api, "c-early")["state"] == "wrap_up"
 
 
@@ -221,7 +222,7 @@ def test_a_run_before_the_deadline_leaves_the_conversation_and_keeps_its_row(
 
 
 def test_continue_one_second_before_the_deadline_wins_and_the_timer_leaves_it(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+    api: httpx.Client, service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     put_widget(api)
     disconnected_conversation(api, clock, "c-back")
@@ -235,7 +236,7 @@ def test_continue_one_second_before_the_deadline_wins_and_the_timer_leaves_it(
     continued = conversation(api, "c-back")
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.closed, report.stale, report.errors) == (0, 0, 1, 0)
     assert report.capacity_released == 0
@@ -251,7 +252,7 @@ def test_continue_one_second_before_the_deadline_wins_and_the_timer_leaves_it(
 
 
 def test_continue_one_second_after_the_deadline_is_410_before_the_timer_has_run(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock
+    api: httpx.Client, service: App, clock: FakeClock
 ) -> None:
     put_widget(api)
     disconnected_conversation(api, clock, "c-late")
@@ -268,21 +269,21 @@ def test_continue_one_second_after_the_deadline_is_410_before_the_timer_has_run(
     waiting = conversation(api, "c-late")
     assert (waiting["state"], waiting["customerConnected"]) == ("active", False)
     # ... and when it runs, it is the timer that ends it.
-    assert service.enforce_time_limits().expired == 1
+    assert service.timer.run().expired == 1
     assert conversation(api, "c-late")["endReason"] == "reconnect_timeout"
 
 
 def test_reconnects_racing_the_timer_get_exactly_one_outcome_each(
-    service: ReconnectService, clock: FakeClock, azurite: Azurite
+    service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     """Customers whose clock says 'one second left' race a timer whose clock says 'expired'."""
     ids = [f"c-race-{number:02d}" for number in range(40)]
     bulk_disconnected(service, clock, ids)
     customer_clock = FakeClock(DEADLINE - timedelta(seconds=1))
-    customers = ReconnectService(
+    customers = App(
         service.store, service.signer, auto_close_after=AUTO_CLOSE, clock=customer_clock
     )
-    session = customers.customer_session(WIDGET, None)
+    session = customers.reconnect.customer_session(WIDGET, None)
     links = {cid: service.signer.reconnect_id(stored(service, cid)) for cid in ids}
     clock.now = DEADLINE + timedelta(seconds=1)
     start = threading.Barrier(2)
@@ -293,13 +294,13 @@ def test_reconnects_racing_the_timer_get_exactly_one_outcome_each(
         # From the other end of the list than the timer, so that both sides win some.
         for cid in reversed(ids):
             try:
-                continued[cid] = customers.continue_conversation(session, links[cid])
-            except ReconnectUnavailable:
+                continued[cid] = customers.reconnect.continue_conversation(session, links[cid])
+            except LinkUnavailable:
                 continued[cid] = None
 
     def enforce() -> EnforcementReport:
         start.wait()
-        return service.enforce_time_limits()
+        return service.timer.run()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         customers_done = pool.submit(reconnect_all)
@@ -320,7 +321,9 @@ def test_reconnects_racing_the_timer_get_exactly_one_outcome_each(
     assert report.expired + report.stale == len(ids)
     assert {row for row in due_rows(azurite, service) if row[0] == due_bucket(DEADLINE)} == set()
     still_held = sorted(cid for cid in ids if continued[cid] is not None)
-    assert sorted(c.conversation_id for c in service.agent_capacity(AGENT)) == still_held
+    assert (
+        sorted(c.conversation_id for c in service.conversations.agent_capacity(AGENT)) == still_held
+    )
     assert capacity_rows(azurite, service) == {(AGENT, cid) for cid in still_held}
 
 
@@ -328,19 +331,19 @@ def test_reconnects_racing_the_timer_get_exactly_one_outcome_each(
 
 
 def test_a_second_run_in_a_row_does_nothing(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+    api: httpx.Client, service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     put_widget(api)
     for cid in ("c-twice-1", "c-twice-2", "c-twice-3"):
         disconnected_conversation(api, clock, cid)
     clock.now = DEADLINE + timedelta(seconds=1)
-    first = service.enforce_time_limits()
+    first = service.timer.run()
     assert first.expired == 3
     snapshot = {cid: conversation(api, cid) for cid in ("c-twice-1", "c-twice-2", "c-twice-3")}
     rows = due_rows(azurite, service), capacity_rows(azurite, service)
 
     clock.advance(seconds=1)
-    second = service.enforce_time_limits()
+    second = service.timer.run()
 
     assert quiet(second), second
     assert {cid: conversation(api, cid) for cid in snapshot} == snapshot
@@ -348,11 +351,11 @@ def test_a_second_run_in_a_row_does_nothing(
 
 
 def test_a_run_after_a_one_hour_gap_catches_up_on_every_bucket(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock
+    api: httpx.Client, service: App, clock: FakeClock
 ) -> None:
     put_widget(api)
     clock.now = START
-    assert quiet(service.enforce_time_limits())  # the last run before the gap
+    assert quiet(service.timer.run())  # the last run before the gap
     checkpoint = service.store.get_checkpoint()
     assert checkpoint is not None
     # Customers drop every eight minutes during the gap: deadlines in six different buckets,
@@ -367,7 +370,7 @@ def test_a_run_after_a_one_hour_gap_catches_up_on_every_bucket(
     send(api, "c-not-yet", "customer_disconnected")  # deadline 01:05, after the next run
 
     clock.now = START + timedelta(hours=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert report.first_bucket == checkpoint
     assert report.last_bucket == due_bucket(clock.now)
@@ -382,7 +385,7 @@ def test_a_run_after_a_one_hour_gap_catches_up_on_every_bucket(
 
 
 def test_250_expirations_in_one_run_are_all_wrapped_up_and_all_rows_deleted(
-    service: ReconnectService, clock: FakeClock, azurite: Azurite
+    service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     ids = [f"c-bulk-{number:03d}" for number in range(250)]
     bulk_disconnected(service, clock, ids)
@@ -390,7 +393,7 @@ def test_250_expirations_in_one_run_are_all_wrapped_up_and_all_rows_deleted(
     assert len(capacity_rows(azurite, service)) == 250
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.stale, report.pending, report.errors) == (250, 0, 0, 0)
     assert report.capacity_released == 250
@@ -401,11 +404,11 @@ def test_250_expirations_in_one_run_are_all_wrapped_up_and_all_rows_deleted(
     auto_close_bucket = due_bucket(clock.now + AUTO_CLOSE)
     assert due_rows(azurite, service) == {(auto_close_bucket, cid) for cid in ids}
     assert capacity_rows(azurite, service) == set()
-    assert service.agent_capacity(AGENT) == []
+    assert service.conversations.agent_capacity(AGENT) == []
 
 
 def test_two_concurrent_runs_give_each_conversation_exactly_one_outcome(
-    service: ReconnectService, clock: FakeClock, azurite: Azurite
+    service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     ids = [f"c-twin-{number:03d}" for number in range(100)]
     bulk_disconnected(service, clock, ids)
@@ -414,7 +417,7 @@ def test_two_concurrent_runs_give_each_conversation_exactly_one_outcome(
 
     def run() -> EnforcementReport:
         start.wait()
-        return service.enforce_time_limits()
+        return service.timer.run()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         reports = [future.result() for future in [pool.submit(run), pool.submit(run)]]
@@ -434,16 +437,16 @@ def test_two_concurrent_runs_give_each_conversation_exactly_one_outcome(
 
 
 def test_the_checkpoint_is_set_and_the_next_run_starts_there(
-    service: ReconnectService, clock: FakeClock
+    service: App, clock: FakeClock
 ) -> None:
     assert service.store.get_checkpoint() is None
-    first = service.enforce_time_limits()
+    first = service.timer.run()
     assert first.first_bucket == "000000000000"  # no checkpoint yet: from the beginning
     checkpoint = service.store.get_checkpoint()
     assert checkpoint == bucket_before(due_bucket(START), CHECKPOINT_MARGIN_MINUTES)
 
     clock.advance(minutes=7)
-    second = service.enforce_time_limits()
+    second = service.timer.run()
 
     assert second.first_bucket == checkpoint
     assert second.last_bucket == due_bucket(clock.now)
@@ -456,7 +459,7 @@ def test_the_checkpoint_is_set_and_the_next_run_starts_there(
 
 
 def test_stale_index_rows_are_dropped_and_their_conversations_left_alone(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+    api: httpx.Client, service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     put_widget(api)
     for cid in ("c-reconnected", "c-agent-ended", "c-customer-ended"):
@@ -473,7 +476,7 @@ def test_stale_index_rows_are_dropped_and_their_conversations_left_alone(
     assert len(due_rows(azurite, service)) == 6  # 4 deadline rows + 2 auto-close rows
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.stale, report.expired, report.closed, report.errors) == (4, 0, 0, 0)
     assert {cid: conversation(api, cid) for cid in before} == before
@@ -498,33 +501,33 @@ def test_a_wrap_up_auto_closes_after_the_configured_minutes_and_not_before(
 ) -> None:
     clock = FakeClock()
     service = make_service(azurite.connection_string, clock, auto_close_minutes=auto_close_minutes)
-    service.put_widget(
-        WidgetSettings(WIDGET, True, LIMIT_MINUTES, PORTAL), if_match=None, if_none_match=None
-    )
-    service.register("c-wrap", WIDGET, AGENT, None)
+    service.settings.put_widget(WidgetSettings(WIDGET, True, LIMIT_MINUTES, PORTAL))
+    service.conversations.register("c-wrap", WIDGET, AGENT, None)
     clock.now = START + timedelta(seconds=20)
-    wrapped = service.apply_event("c-wrap", Event(EventType.AGENT_ENDED), None).conversation
+    wrapped = service.conversations.apply_event(
+        "c-wrap", Event(EventType.AGENT_ENDED), None
+    ).conversation
     assert wrapped.state is State.WRAP_UP
     closes_at = clock.now + timedelta(minutes=auto_close_minutes)
 
     clock.now = closes_at - timedelta(seconds=1)
-    early = service.enforce_time_limits()
+    early = service.timer.run()
     assert (early.closed, early.pending) == (0, 1)
     assert stored(service, "c-wrap") == wrapped
 
     clock.now = closes_at + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.closed, report.expired, report.errors) == (1, 0, 0)
     final = stored(service, "c-wrap")
     assert (final.state, final.end_reason) == (State.CLOSED, "auto_closed")
     assert final.updated_at == clock.now
     assert list(service.store.due_rows("000000000000", "999999999999")) == []
-    assert quiet(service.enforce_time_limits())
+    assert quiet(service.timer.run())
 
 
 def test_open_after_agent_closed_past_the_deadline_closes_with_reconnect_timeout(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+    api: httpx.Client, service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     put_widget(api)
     disconnected_conversation(api, clock, "c-requeued")
@@ -534,7 +537,7 @@ def test_open_after_agent_closed_past_the_deadline_closes_with_reconnect_timeout
     assert held(api) == []
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.closed, report.expired, report.errors) == (1, 0, 0)
     final = conversation(api, "c-requeued")
@@ -543,7 +546,7 @@ def test_open_after_agent_closed_past_the_deadline_closes_with_reconnect_timeout
 
 
 def test_a_capacity_row_left_by_a_crash_is_removed_with_the_auto_close(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, azurite: Azurite
+    api: httpx.Client, service: App, clock: FakeClock, azurite: Azurite
 ) -> None:
     put_widget(api)
     clock.now = START
@@ -556,7 +559,7 @@ def test_a_capacity_row_left_by_a_crash_is_removed_with_the_auto_close(
     assert held(api) == []  # readers verify the index against the conversation
 
     clock.now = START + timedelta(minutes=1) + AUTO_CLOSE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert report.closed == 1
     assert report.capacity_released == 1
@@ -568,7 +571,7 @@ def test_a_capacity_row_left_by_a_crash_is_removed_with_the_auto_close(
 
 
 def test_the_timer_handler_logs_exactly_one_structured_line(
-    api: httpx.Client, service: ReconnectService, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    api: httpx.Client, service: App, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     from shared.api.timers import enforce_time_limits
 
@@ -601,7 +604,7 @@ def test_the_timer_handler_logs_exactly_one_structured_line(
 
 
 def test_when_the_batched_index_write_fails_each_expiry_is_written_after_its_own_index_row(
-    service: ReconnectService, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+    service: App, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = [f"c-nobatch-{number}" for number in range(3)]
     bulk_disconnected(service, clock, ids)
@@ -611,7 +614,7 @@ def test_when_the_batched_index_write_fails_each_expiry_is_written_after_its_own
 
     monkeypatch.setattr(service.store, "put_due_rows", unavailable)
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.errors) == (3, 0)
     # Every wrap-up still has the row its auto-close needs.
@@ -619,7 +622,7 @@ def test_when_the_batched_index_write_fails_each_expiry_is_written_after_its_own
 
 
 def test_when_the_index_cleanup_fails_the_next_run_finishes_it_and_the_checkpoint_waits(
-    service: ReconnectService, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+    service: App, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = [f"c-noclean-{number}" for number in range(3)]
     bulk_disconnected(service, clock, ids)
@@ -630,7 +633,7 @@ def test_when_the_index_cleanup_fails_the_next_run_finishes_it_and_the_checkpoin
 
     monkeypatch.setattr(service.store, "delete_capacity", unavailable)
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     # The outcomes are written; their rows stay and hold the checkpoint back.
     assert all(stored(service, cid).end_reason == "reconnect_timeout" for cid in ids)
@@ -644,7 +647,7 @@ def test_when_the_index_cleanup_fails_the_next_run_finishes_it_and_the_checkpoin
 
     monkeypatch.undo()
     clock.advance(seconds=30)
-    retried = service.enforce_time_limits()
+    retried = service.timer.run()
 
     assert (retried.stale, retried.errors, retried.capacity_released) == (3, 0, 3)
     assert capacity_rows(azurite, service) == set()
@@ -654,7 +657,7 @@ def test_when_the_index_cleanup_fails_the_next_run_finishes_it_and_the_checkpoin
 
 @pytest.mark.parametrize("failing", ["get_conversation", "replace_conversation"])
 def test_a_row_that_fails_stays_for_the_next_run_and_does_not_stop_the_others(
-    service: ReconnectService,
+    service: App,
     clock: FakeClock,
     azurite: Azurite,
     monkeypatch: pytest.MonkeyPatch,
@@ -675,7 +678,7 @@ def test_a_row_that_fails_stays_for_the_next_run_and_does_not_stop_the_others(
 
     monkeypatch.setattr(service.store, failing, flaky)
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.errors) == (2, 1)
     assert (due_bucket(DEADLINE), "c-broken") in due_rows(azurite, service)
@@ -684,7 +687,7 @@ def test_a_row_that_fails_stays_for_the_next_run_and_does_not_stop_the_others(
     )
     monkeypatch.undo()
     clock.advance(seconds=30)
-    retried = service.enforce_time_limits()
+    retried = service.timer.run()
     assert (retried.expired, retried.errors) == (1, 0)
     assert stored(service, "c-broken").end_reason == "reconnect_timeout"
 
@@ -715,7 +718,7 @@ class ConversationRequests:
 
 
 @pytest.fixture
-def counted(azurite: Azurite, clock: FakeClock) -> tuple[ReconnectService, ConversationRequests]:
+def counted(azurite: Azurite, clock: FakeClock) -> tuple[App, ConversationRequests]:
     """A service whose every attempt at a conversations-table request is recorded."""
     log = ConversationRequests()
     built = make_service(azurite.connection_string, clock, raw_request_hook=log, retry_total=0)
@@ -723,15 +726,15 @@ def counted(azurite: Azurite, clock: FakeClock) -> tuple[ReconnectService, Conve
     return built, log
 
 
-def settle_capacity_checks(service: ReconnectService, clock: FakeClock) -> None:
+def settle_capacity_checks(service: App, clock: FakeClock) -> None:
     """A run in the minute before the deadline's: does the capacity checks that registering
     (or agent_closed) noted, so that the run under test reads nothing for them."""
     clock.now = DEADLINE - timedelta(minutes=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
     assert (report.expired, report.closed, report.stale, report.errors) == (0, 0, 0, 0)
 
 
-def snapshot_of(service: ReconnectService, conversation_id: str) -> Any:
+def snapshot_of(service: App, conversation_id: str) -> Any:
     (row,) = [
         row
         for row in service.store.due_rows("000000000000", "999999999999")
@@ -741,7 +744,7 @@ def snapshot_of(service: ReconnectService, conversation_id: str) -> Any:
 
 
 def test_the_disconnect_path_puts_a_current_snapshot_into_the_due_row(
-    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock
+    counted: tuple[App, ConversationRequests], clock: FakeClock
 ) -> None:
     service, _ = counted
     bulk_disconnected(service, clock, ["c-snapshot"])
@@ -756,7 +759,7 @@ def test_the_disconnect_path_puts_a_current_snapshot_into_the_due_row(
 
 
 def test_an_expiry_on_a_current_snapshot_is_one_request_to_the_conversations_table(
-    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+    counted: tuple[App, ConversationRequests], clock: FakeClock, azurite: Azurite
 ) -> None:
     service, log = counted
     bulk_disconnected(service, clock, ["c-blind"])
@@ -765,7 +768,7 @@ def test_an_expiry_on_a_current_snapshot_is_one_request_to_the_conversations_tab
     log.take()
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.errors, report.capacity_released) == (1, 0, 1)
     assert log.take() == [("PUT", etag)]  # no read: a write conditional on the snapshot
@@ -776,7 +779,7 @@ def test_an_expiry_on_a_current_snapshot_is_one_request_to_the_conversations_tab
 
 
 def test_a_snapshot_outdated_by_a_reconnect_fails_its_write_and_the_timer_leaves_it(
-    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+    counted: tuple[App, ConversationRequests], clock: FakeClock, azurite: Azurite
 ) -> None:
     service, log = counted
     bulk_disconnected(service, clock, ["c-came-back"])
@@ -784,12 +787,12 @@ def test_a_snapshot_outdated_by_a_reconnect_fails_its_write_and_the_timer_leaves
     link = service.signer.reconnect_id(stored(service, "c-came-back"))
     settle_capacity_checks(service, clock)
     clock.now = DEADLINE - timedelta(seconds=1)
-    service.continue_conversation(service.customer_session(WIDGET, None), link)
+    service.reconnect.continue_conversation(service.reconnect.customer_session(WIDGET, None), link)
     continued = stored(service, "c-came-back")
     log.take()
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.stale, report.errors, report.capacity_released) == (0, 1, 0, 0)
     # The write conditional on the snapshot failed; the timer then read and decided again.
@@ -802,13 +805,13 @@ def test_a_snapshot_outdated_by_a_reconnect_fails_its_write_and_the_timer_leaves
 
 
 def test_a_snapshot_outdated_by_agent_closed_falls_back_and_closes_with_reconnect_timeout(
-    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+    counted: tuple[App, ConversationRequests], clock: FakeClock, azurite: Azurite
 ) -> None:
     service, log = counted
     bulk_disconnected(service, clock, ["c-requeued-snap"])
     etag = snapshot_of(service, "c-requeued-snap").etag
     clock.now = DISCONNECT_AT + timedelta(minutes=2)
-    service.apply_event("c-requeued-snap", Event(EventType.AGENT_CLOSED), None)
+    service.conversations.apply_event("c-requeued-snap", Event(EventType.AGENT_CLOSED), None)
     requeued = service.store.get_conversation("c-requeued-snap")
     assert requeued is not None
     assert requeued.value.state is State.OPEN
@@ -817,7 +820,7 @@ def test_a_snapshot_outdated_by_agent_closed_falls_back_and_closes_with_reconnec
     log.take()
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.closed, report.expired, report.errors) == (1, 0, 0)
     assert log.take() == [("PUT", etag), ("GET", None), ("PUT", requeued.etag)]
@@ -828,7 +831,7 @@ def test_a_snapshot_outdated_by_agent_closed_falls_back_and_closes_with_reconnec
 
 
 def test_a_plain_due_row_without_snapshot_is_enforced_by_reading_first(
-    counted: tuple[ReconnectService, ConversationRequests], clock: FakeClock, azurite: Azurite
+    counted: tuple[App, ConversationRequests], clock: FakeClock, azurite: Azurite
 ) -> None:
     service, log = counted
     bulk_disconnected(service, clock, ["c-plain"])
@@ -840,7 +843,7 @@ def test_a_plain_due_row_without_snapshot_is_enforced_by_reading_first(
     log.take()
 
     clock.now = DEADLINE + timedelta(seconds=1)
-    report = service.enforce_time_limits()
+    report = service.timer.run()
 
     assert (report.expired, report.errors, report.capacity_released) == (1, 0, 1)
     assert log.take() == [("GET", None), ("PUT", etag.etag)]

@@ -1,4 +1,5 @@
-"""Customer tokens of authenticated widgets (shared/domain/auth.py), with real RSA keys and RS256 JWTs.
+"""Customer tokens of authenticated widgets (shared/domain/auth.py), with real RSA keys and
+RS256 JWTs.
 
 Token validation reads the real clock (PyJWT), so every token is built relative to
 `time.time()` with margins far larger than a test run.
@@ -25,7 +26,7 @@ from shared.domain.auth import (
     customer_id_from_token,
     load_public_key,
 )
-from shared.domain.errors import Unauthorized
+from shared.domain.errors import InvalidCustomerToken
 from shared.domain.settings import Authentication, PublicKey
 from tests.keys import new_rsa_key as _rsa_key
 from tests.keys import public_pem as _public_pem
@@ -93,8 +94,8 @@ def segment(value: Any) -> str:
     return b64(json.dumps(value).encode())
 
 
-def rejected(token: str, authentication: Authentication) -> Unauthorized:
-    with pytest.raises(Unauthorized) as raised:
+def rejected(token: str, authentication: Authentication) -> InvalidCustomerToken:
+    with pytest.raises(InvalidCustomerToken) as raised:
         customer_id_from_token(token, authentication)
     return raised.value
 
@@ -382,7 +383,7 @@ def test_bearer_token_reads_the_token() -> None:
     [None, "", "Bearer", "Bearer   ", "Basic YWxpY2U6c2VjcmV0", "Token abc", "abc.def.ghi"],
 )
 def test_bearer_token_refuses_anything_else(header: str | None) -> None:
-    with pytest.raises(Unauthorized):
+    with pytest.raises(InvalidCustomerToken):
         bearer_token(header)
 
 

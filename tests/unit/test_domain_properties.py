@@ -28,6 +28,7 @@ from shared.domain.conversation import (
     can_continue,
     continue_conversation,
     decline,
+    due_at,
     enforce,
     new_conversation,
     remember_event,
@@ -311,6 +312,11 @@ def run_step(model: Model, step: Step, now: datetime, auto_close: timedelta) -> 
             assert after.reconnect_deadline is None
             assert (after.state, after.agent_id) == (before.state, before.agent_id)
             assert after.holds_capacity == before.holds_capacity
+            # What lets ConversationWriter.continue_in_place skip every index step: the
+            # capacity and customer rows depend on nothing a continue changes, and a
+            # connected customer has no due time (so no due row to write or snapshot).
+            assert after.customer_key == before.customer_key
+            assert due_at(after, auto_close) is None
     elif step.action == "decline":
         if continuable:
             after = decline(before, now)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared.api import errors as request_errors
 from shared.api.problems import (
     PROBLEM_MEDIA_TYPE,
     internal_error_response,
@@ -16,22 +17,57 @@ from shared.api.problems import (
 )
 from shared.domain import errors
 
-FIELDS = (errors.FieldError("timeLimitMinutes", "must be at most 1440"),)
+FIELDS = (errors.FieldProblem("timeLimitMinutes", "must be at most 1440"),)
 
 CASES: list[Any] = [
-    pytest.param(errors.BadRequest("bad id"), 400, id="bad-request"),
-    pytest.param(errors.Unauthorized("no token"), 401, id="unauthorized"),
-    pytest.param(errors.NotFound("no widget"), 404, id="not-found"),
+    pytest.param(request_errors.MalformedRequest("bad id"), 400, id="bad-request"),
+    pytest.param(errors.InvalidCustomerToken("no token"), 401, id="unauthorized"),
+    pytest.param(errors.UnknownResource("no widget"), 404, id="not-found"),
+    pytest.param(errors.UnknownWidget("w"), 404, id="unknown-widget"),
+    pytest.param(errors.UnknownConversation("c"), 404, id="unknown-conversation"),
+    pytest.param(errors.NotAnAuthenticatedWidget("w"), 404, id="not-an-authenticated-widget"),
     pytest.param(errors.InvalidTransition("closed"), 409, id="invalid-transition"),
-    pytest.param(errors.Conflict("other widget"), 409, id="conflict"),
-    pytest.param(errors.ReconnectUnavailable(None), 410, id="reconnect-unavailable"),
-    pytest.param(errors.PreconditionFailed("etag"), 412, id="precondition-failed"),
-    pytest.param(errors.PayloadTooLarge("big"), 413, id="payload-too-large"),
-    pytest.param(errors.UnsupportedMediaType("text/plain"), 415, id="unsupported-media-type"),
-    pytest.param(errors.ValidationFailed(FIELDS), 422, id="validation-failed"),
+    pytest.param(errors.StateConflict("other widget"), 409, id="conflict"),
+    pytest.param(errors.RegistrationConflict("other agent", "active"), 409, id="registration"),
+    pytest.param(errors.NoLinkToInsert("reconnection off", "active"), 409, id="no-link"),
+    pytest.param(errors.LinkUnavailable(None), 410, id="reconnect-unavailable"),
+    pytest.param(errors.PreconditionMismatch("etag"), 412, id="precondition-failed"),
+    pytest.param(request_errors.BodyTooLarge("big"), 413, id="payload-too-large"),
+    pytest.param(
+        request_errors.UnsupportedContentType("text/plain"), 415, id="unsupported-media-type"
+    ),
+    pytest.param(errors.InvalidInput(FIELDS), 422, id="validation-failed"),
     pytest.param(errors.StorageUnavailable("down"), 503, id="storage-unavailable"),
-    pytest.param(errors.ConcurrencyExhausted("busy"), 503, id="concurrency-exhausted"),
+    pytest.param(errors.WriteContention("busy"), 503, id="concurrency-exhausted"),
 ]
+
+
+# Domain errors the contract words with its own (wire) names: (error, status, detail, errors).
+WIRE_WORDED: list[Any] = [
+    pytest.param(
+        errors.CustomerRequired(),
+        422,
+        "Invalid value for: customerId",
+        [{"field": "customerId", "message": "is required on an authenticated widget"}],
+        id="customer-required",
+    ),
+    pytest.param(
+        errors.VersionNotNamed(),
+        412,
+        "If-Match does not match the current ETag; read it again.",
+        None,
+        id="version-not-named",
+    ),
+]
+
+
+@pytest.mark.parametrize(("error", "status", "detail", "fields"), WIRE_WORDED)
+def test_domain_errors_about_a_field_or_header_are_told_in_wire_terms(
+    error: errors.ChatReconnectError, status: int, detail: str, fields: Any
+) -> None:
+    answered, body, _ = problem_for(error)
+    assert (answered, body["status"], body["detail"]) == (status, status, detail)
+    assert body.get("errors") == fields
 
 
 @pytest.mark.parametrize(("error", "status"), CASES)
@@ -58,10 +94,11 @@ def test_every_application_error_class_is_mapped() -> None:
     """A new error class that nobody mapped would answer 500: catch it here."""
     classes = [
         cls
-        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        for module in (errors, request_errors)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
         if issubclass(cls, errors.ChatReconnectError) and cls is not errors.ChatReconnectError
     ]
-    covered = {type(case.values[0]) for case in CASES}
+    covered = {type(case.values[0]) for case in [*CASES, *WIRE_WORDED]}
     assert set(classes) == covered
 
 
@@ -80,10 +117,10 @@ def test_distinct_statuses_have_distinct_types() -> None:
 
 
 def test_validation_errors_name_each_field() -> None:
-    failure = errors.ValidationFailed(
+    failure = errors.InvalidInput(
         (
-            errors.FieldError("timeLimitMinutes", "must be at most 1440"),
-            errors.FieldError("portalUrl", "is required when reconnectEnabled is true"),
+            errors.FieldProblem("timeLimitMinutes", "must be at most 1440"),
+            errors.FieldProblem("portalUrl", "is required when reconnectEnabled is true"),
         )
     )
     _, body, _ = problem_for(failure)
@@ -96,17 +133,17 @@ def test_validation_errors_name_each_field() -> None:
 
 
 def test_bad_request_lists_errors_only_when_it_has_some() -> None:
-    _, plain, _ = problem_for(errors.BadRequest("The body is not valid JSON."))
+    _, plain, _ = problem_for(request_errors.MalformedRequest("The body is not valid JSON."))
     assert "errors" not in plain
     _, named, _ = problem_for(
-        errors.BadRequest("bad id", (errors.FieldError("widgetId", "must match"),))
+        request_errors.MalformedRequest("bad id", (errors.FieldProblem("widgetId", "must match"),))
     )
     assert named["errors"] == [{"field": "widgetId", "message": "must match"}]
 
 
 def test_410_problems_share_type_and_title_whatever_the_redirect() -> None:
     answers = [
-        problem_for(errors.ReconnectUnavailable(redirect))
+        problem_for(errors.LinkUnavailable(redirect))
         for redirect in (None, "https://contoso.example/sorry", "https://other.example/")
     ]
     assert {status for status, _, _ in answers} == {410}
@@ -123,18 +160,18 @@ def test_410_problems_share_type_and_title_whatever_the_redirect() -> None:
 def test_409_invalid_transition_carries_the_state() -> None:
     _, body, _ = problem_for(errors.InvalidTransition("wrap_up"))
     assert body["state"] == "wrap_up"
-    _, conflict, _ = problem_for(errors.Conflict("other widget"))
+    _, conflict, _ = problem_for(errors.StateConflict("other widget"))
     assert "state" not in conflict
 
 
 def test_401_asks_for_a_bearer_token() -> None:
-    response = problem_response(errors.Unauthorized("no token"))
+    response = problem_response(errors.InvalidCustomerToken("no token"))
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 @pytest.mark.parametrize(
-    "error", [errors.StorageUnavailable("down"), errors.ConcurrencyExhausted("busy")]
+    "error", [errors.StorageUnavailable("down"), errors.WriteContention("busy")]
 )
 def test_503_has_retry_after(error: errors.ChatReconnectError) -> None:
     response = problem_response(error)

@@ -171,9 +171,9 @@ def test_json_answers_are_not_cached_or_sniffed_and_keep_their_own_headers() -> 
     ("error", "extra_header"),
     [
         (errors.StorageUnavailable("down"), "retry-after"),
-        (errors.Unauthorized("no token"), "www-authenticate"),
-        (errors.ReconnectUnavailable(None), None),
-        (errors.ValidationFailed((errors.FieldError("x", "bad"),)), None),
+        (errors.InvalidCustomerToken("no token"), "www-authenticate"),
+        (errors.LinkUnavailable(None), None),
+        (errors.InvalidInput((errors.FieldProblem("x", "bad"),)), None),
     ],
 )
 def test_problems_are_not_cached_or_sniffed_and_keep_their_own_headers(

@@ -1,0 +1,40 @@
+"""The application: its use cases, one object per caller, over one store, one writer, one
+link signer and one clock (built by `shared.wiring`, or by tests and benchmarks)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.domain.links import LinkSigner
+from shared.services.clock import Clock, utc_now
+from shared.services.conversations import ConversationUseCases
+from shared.services.enforcement import TimeLimitEnforcer
+from shared.services.reconnect import ReconnectUseCases
+from shared.services.settings import WidgetSettingsUseCases
+from shared.services.writes import ConversationWriter
+from shared.storage.store import TableStore
+
+
+class App:
+    """The use cases of the four callers: `settings` (admin), `conversations` (platform),
+    `reconnect` (widget) and `timer`, sharing one ConversationWriter."""
+
+    def __init__(
+        self,
+        store: TableStore,
+        signer: LinkSigner,
+        *,
+        auto_close_after: timedelta = timedelta(minutes=15),
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.auto_close_after = auto_close_after
+        self.clock = clock
+        self.writer = ConversationWriter(store, auto_close_after=auto_close_after, clock=clock)
+        self.settings = WidgetSettingsUseCases(store, clock)
+        self.conversations = ConversationUseCases(store, self.writer, signer, clock)
+        self.reconnect = ReconnectUseCases(store, self.writer, signer, clock)
+        self.timer = TimeLimitEnforcer(
+            store, self.writer, auto_close_after=auto_close_after, clock=clock
+        )
