@@ -242,6 +242,7 @@ def test_the_largest_conversation_and_its_index_rows_fit_azure(
     entities = assert_every_entity_fits(service)
     (conversation,) = entities["conversations"]
     assert len(json.loads(conversation["eventIds"])) == 64
+    assert utf16_bytes(conversation["eventIds"]) // 2 == 16_577  # the figure in domain.py
     assert {"disconnectedAt", "reconnectDeadline", "disconnectedFrom"} <= set(conversation)
     (due,) = entities["due"]
     assert due["eventIds"] == conversation["eventIds"]
