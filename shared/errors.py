@@ -79,6 +79,18 @@ class PayloadTooLarge(ChatReconnectError):
     """The body exceeds the size limit (413)."""
 
 
+class TooLargeToStore(ChatReconnectError):
+    """A value is larger than Table storage accepts (413); `errors` names it when known."""
+
+    def __init__(self, detail: str, errors: tuple[FieldError, ...] = ()) -> None:
+        super().__init__(detail)
+        self.errors = errors
+
+
+class StorageRefused(ChatReconnectError):
+    """Table storage refused to store a value for a reason other than its size (422)."""
+
+
 class UnsupportedMediaType(ChatReconnectError):
     """The body's content type is not one the route accepts (415)."""
 

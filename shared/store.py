@@ -35,7 +35,7 @@ from shared.domain import (
     State,
     WidgetSettings,
 )
-from shared.errors import StorageUnavailable
+from shared.errors import FieldError, StorageRefused, StorageUnavailable, TooLargeToStore
 from shared.table_wire import MAX_OPERATIONS, Operation, TransactionRefused, quoted
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,23 @@ SNAPSHOT_ETAG = "snapshotEtag"
 TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enforcer")
 # Inverted-time row keys sort newest first; this bound is far beyond any real date.
 _INVERT_BASE = 10**13
+
+
+# Azure Table storage refuses a string property over 64 KiB, counted in UTF-16 code units
+# of 2 bytes (Azurite enforces the same bound). JSON held in a property is checked against
+# it before a write, so an oversized value is refused up front, naming its field.
+MAX_STRING_UNITS = 32 * 1024
+# Error codes with which storage refuses a value for its size (SPEC 3 "Limits").
+_TOO_LARGE_CODES = frozenset(
+    {
+        "PropertyValueTooLarge",
+        "EntityTooLarge",
+        "TooManyProperties",
+        "PropertyNameTooLong",
+        "KeyValueTooLarge",
+        "RequestBodyTooLarge",
+    }
+)
 
 
 # How many times a use case decides again after its conditional write lost a race; past
@@ -89,8 +106,52 @@ def _table_missing(error: ResourceNotFoundError) -> bool:
     return getattr(error, "error_code", None) == "TableNotFound" or "TableNotFound" in str(error)
 
 
+def utf16_units(text: str) -> int:
+    """How many UTF-16 code units `text` takes: the unit of Table storage's string limits."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _json_property(value: Any, field: str) -> str:
+    """`value` as compact JSON for one string property, or TooLargeToStore naming `field`.
+
+    Not ASCII-escaped: an escape costs 6 units a character (12 for a surrogate pair),
+    where the character itself costs 1 or 2.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    units = utf16_units(text)
+    if units > MAX_STRING_UNITS:
+        raise TooLargeToStore(
+            f"'{field}' takes {units} UTF-16 code units as stored; at most {MAX_STRING_UNITS}.",
+            (
+                FieldError(
+                    field, f"is too large to store (at most {MAX_STRING_UNITS} UTF-16 units)"
+                ),
+            ),
+        )
+    return text
+
+
+def _error_code(error: HttpResponseError) -> str:
+    """The storage error code of a refusal ("" when it has none)."""
+    code = getattr(error, "error_code", None) or getattr(error, "code", None)
+    if code is None:
+        code = getattr(error.response, "headers", {}).get("x-ms-error-code")
+    return str(getattr(code, "value", code) or "")
+
+
+def refusal(error: HttpResponseError) -> TooLargeToStore | StorageRefused | None:
+    """The application error a storage refusal of a write (400, 413) means, else None."""
+    if error.status_code not in (400, 413):
+        return None
+    code = _error_code(error)
+    if error.status_code == 413 or code in _TOO_LARGE_CODES:
+        return TooLargeToStore(f"Table storage refused the value as too large ({code or 413}).")
+    return StorageRefused(f"Table storage refused the value ({code or 'no code'}).")
+
+
 def _translate_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Turn transport failures and server errors into StorageUnavailable (answered with 503).
+    """Turn transport failures and server errors into StorageUnavailable (answered with 503),
+    and a refused value into TooLargeToStore (413) or StorageRefused (422), never a 500.
 
     A table found missing (e.g. an in-memory Azurite restarted under a running app) is
     created again and the operation retried once, instead of failing until the app restarts.
@@ -111,6 +172,10 @@ def _translate_errors(function: Callable[P, R]) -> Callable[P, R]:
         except (ResourceModifiedError, ResourceNotFoundError, ResourceExistsError):
             raise
         except HttpResponseError as error:
+            refused = refusal(error)
+            if refused is not None:
+                logger.warning("Table storage refused a value: %s", refused.detail)
+                raise refused from None
             if error.status_code is not None and error.status_code < 500:
                 raise
             logger.warning("Table storage answered %s", error.status_code)
@@ -154,14 +219,15 @@ def _without_none(entity: dict[str, Any]) -> dict[str, Any]:
 def _widget_to_entity(widget: WidgetSettings) -> dict[str, Any]:
     authentication = None
     if widget.authentication is not None:
-        authentication = json.dumps(
+        authentication = _json_property(
             {
                 "issuer": widget.authentication.issuer,
                 "audience": widget.authentication.audience,
                 "publicKeys": [
                     {"kid": key.kid, "pem": key.pem} for key in widget.authentication.public_keys
                 ],
-            }
+            },
+            "authentication",
         )
     return _without_none(
         {
@@ -215,7 +281,7 @@ def _conversation_to_entity(conversation: Conversation) -> dict[str, Any]:
             "linkEpoch": conversation.link_epoch,
             "createdAt": conversation.created_at,
             "updatedAt": conversation.updated_at,
-            "eventIds": json.dumps(list(conversation.event_ids))
+            "eventIds": _json_property(list(conversation.event_ids), "eventId")
             if conversation.event_ids
             else None,
         }

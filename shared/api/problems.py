@@ -32,8 +32,10 @@ _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
     (errors.ReconnectUnavailable, 410, "reconnect-unavailable", "Reconnect is not available"),
     (errors.PreconditionFailed, 412, "precondition-failed", "Precondition failed"),
     (errors.PayloadTooLarge, 413, "payload-too-large", "The body is too large"),
+    (errors.TooLargeToStore, 413, "too-large-to-store", "Too large to store"),
     (errors.UnsupportedMediaType, 415, "unsupported-media-type", "Unsupported content type"),
     (errors.ValidationFailed, 422, "validation-failed", "The request is not valid"),
+    (errors.StorageRefused, 422, "storage-refused", "Storage refused the value"),
     (errors.StorageUnavailable, 503, "storage-unavailable", "Storage is unavailable"),
 ]
 
@@ -56,7 +58,10 @@ def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], 
         "detail": error.detail,
     }
     headers: dict[str, str] = {}
-    if isinstance(error, errors.BadRequest | errors.ValidationFailed) and error.errors:
+    if (
+        isinstance(error, errors.BadRequest | errors.ValidationFailed | errors.TooLargeToStore)
+        and error.errors
+    ):
         body["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
     if isinstance(error, errors.InvalidTransition | errors.Conflict) and error.state:
         body["state"] = error.state

@@ -27,8 +27,10 @@ CASES: list[Any] = [
     pytest.param(errors.ReconnectUnavailable(None), 410, id="reconnect-unavailable"),
     pytest.param(errors.PreconditionFailed("etag"), 412, id="precondition-failed"),
     pytest.param(errors.PayloadTooLarge("big"), 413, id="payload-too-large"),
+    pytest.param(errors.TooLargeToStore("64 KiB", FIELDS), 413, id="too-large-to-store"),
     pytest.param(errors.UnsupportedMediaType("text/plain"), 415, id="unsupported-media-type"),
     pytest.param(errors.ValidationFailed(FIELDS), 422, id="validation-failed"),
+    pytest.param(errors.StorageRefused("InvalidInput"), 422, id="storage-refused"),
     pytest.param(errors.StorageUnavailable("down"), 503, id="storage-unavailable"),
     pytest.param(errors.ConcurrencyExhausted("busy"), 503, id="concurrency-exhausted"),
 ]
@@ -160,3 +162,8 @@ def test_internal_error_leaks_nothing() -> None:
         "status": 500,
         "detail": "An unexpected error occurred.",
     }
+
+
+def test_too_large_to_store_names_the_field() -> None:
+    _, body, _ = problem_for(errors.TooLargeToStore("64 KiB", FIELDS))
+    assert body["errors"] == [{"field": "timeLimitMinutes", "message": "must be at most 1440"}]
