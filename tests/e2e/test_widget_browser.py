@@ -21,9 +21,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
 
+from local.app import build_app
 from local.azurite import Azurite
 from local.demo import DevIssuer, demo_routes
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.auth import customer_id_from_token
 from shared.domain import Authentication, PublicKey
 from shared.service import ReconnectService
