@@ -78,11 +78,12 @@ class FunctionTable:
     http: tuple[HttpFunction, ...]
     timers: tuple[TimerFunction, ...]
 
-    def find(self, path: str) -> list[tuple[HttpFunction, dict[str, str]]]:
-        """Every HTTP function whose route matches ``path``, most specific first."""
+    def find(self, raw_path: str | bytes) -> list[tuple[HttpFunction, dict[str, str]]]:
+        """Every HTTP function whose route matches the (percent-encoded) path, most specific
+        first."""
         found: list[tuple[HttpFunction, dict[str, str]]] = []
         for function in self.http:
-            params = function.route.match(path)
+            params = function.route.match(raw_path)
             if params is not None:
                 found.append((function, params))
         return found

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,7 +39,10 @@ class FunctionsRouter:
         """Serve one HTTP request; never lets a handler's exception reach the server."""
         request = Request(scope, receive)
         path = scope["path"]
-        matches = self.table.find(path)
+        # Route on the path as sent: the server's decoded one has lost which "/" were "%2F",
+        # and the Functions host keeps an encoded "/" inside its route value.
+        raw_path = scope.get("raw_path") or quote(path).encode("ascii")
+        matches = self.table.find(raw_path)
         if not matches:
             if self.static is not None and not self.table.under_prefix(path):
                 await self.static(scope, receive, send)

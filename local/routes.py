@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from local.errors import HostError
 
@@ -143,6 +144,30 @@ def _parse_segments(template: str) -> list[list[str | _Param]]:
     return [segment for segment in segments if segment]
 
 
+# The two characters that mean something to the compiled pattern once a path is decoded:
+# "/" separates segments and "%" starts these very escapes.
+_ESCAPES = {"%": "%25", "/": "%2F"}
+_ESCAPED = re.compile("%25|%2F")
+
+
+def split_path(raw_path: str | bytes) -> list[str]:
+    """The path's segments, each percent-decoded (UTF-8) after splitting on "/"."""
+    raw = raw_path.encode("utf-8") if isinstance(raw_path, str) else raw_path
+    return [unquote_to_bytes(segment).decode("utf-8", "replace") for segment in raw.split(b"/")]
+
+
+def _matchable(raw_path: str | bytes) -> str:
+    """The decoded path with "/" and "%" inside segments escaped, for the compiled pattern."""
+    return "/".join(
+        "".join(_ESCAPES.get(char, char) for char in segment) for segment in split_path(raw_path)
+    )
+
+
+def _unescape(value: str) -> str:
+    """A matched value with the escapes of ``_matchable`` undone."""
+    return _ESCAPED.sub(lambda found: {"%25": "%", "%2F": "/"}[found.group()], value)
+
+
 @dataclass(frozen=True)
 class RouteTemplate:
     """A compiled route template: matches a request path and yields its route parameters."""
@@ -153,9 +178,13 @@ class RouteTemplate:
     params: Mapping[str, _Param]  # regex group name -> parameter
     precedence: tuple[int, ...]
 
-    def match(self, path: str) -> dict[str, str] | None:
-        """The route parameters if ``path`` matches, else None; absent optionals are left out."""
-        found = self.pattern.match(path)
+    def match(self, raw_path: str | bytes) -> dict[str, str] | None:
+        """The route parameters if the path matches, else None; absent optionals are left out.
+
+        ``raw_path`` is the path as sent, still percent-encoded: it is split into segments
+        first and each segment decoded after, so an encoded ``/`` stays inside its segment.
+        """
+        found = self.pattern.match(_matchable(raw_path))
         if found is None:
             return None
         values: dict[str, str] = {}
@@ -165,6 +194,7 @@ class RouteTemplate:
                 if param.default is not None:
                     values[param.name] = param.default
                 continue
+            value = _unescape(value)
             if not all(check.search(value) for check in param.checks):
                 return None
             values[param.name] = value

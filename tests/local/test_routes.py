@@ -35,6 +35,18 @@ from local.routes import compile_route, read_route_prefix
         ("{id?}", "/api", {}),
         ("{id?}", "/api/7", {"id": "7"}),
         ("items", "/apiitems", None),
+        # Split first, decode after: an encoded "/" (or anything else) stays in its segment.
+        ("items/{id}", "/api/items/a%2Fb", {"id": "a/b"}),
+        (
+            "items/{id}",
+            "/api/items/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+            {"id": "<script>alert(1)</script>"},
+        ),
+        ("items/{id}", "/api/items/%25%2F25", {"id": "%/25"}),
+        ("items/{id}", "/api/items/%C3%A9%00", {"id": "\u00e9\x00"}),
+        ("items/{id}/x", "/api/items/..%2F..%2Fy/x", {"id": "../../y"}),
+        ("items/{id:int}", "/api/items/%31", {"id": "1"}),
+        ("items", "/api/%69tems", {}),
     ],
 )
 def test_route_templates(template: str, path: str, expected: dict[str, str] | None) -> None:
