@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from local.loader import load_functions
 from local.router import FunctionsRouter
 from local.timers import TimerScheduler
+from shared.redaction import install_log_redaction
 
 
 def build_app(
@@ -32,6 +33,8 @@ def build_app(
     ``extra_routes`` (dev-only routes such as the demo's token issuer) come before the functions.
     Raises HostError when a route, schedule or setting cannot be served.
     """
+    # Paths with reconnect IDs reach the router's, uvicorn's and the app's log lines alike.
+    install_log_redaction()
     table = load_functions(function_app, environ, route_prefix)
     static = StaticFiles(directory=static_dir, html=True) if static_dir is not None else None
     scheduler = TimerScheduler(table.timers)

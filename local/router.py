@@ -51,7 +51,7 @@ class FunctionsRouter:
             return
         for function, route_params in matches:
             if function.accepts(request.method):
-                response = await self._call(function, request, route_params)
+                response = await self._call(function, request, route_params, raw_path)
                 await response(scope, receive, send)
                 return
         allowed = set().union(*(function.methods or ALL_METHODS for function, _ in matches))
@@ -59,24 +59,29 @@ class FunctionsRouter:
         await _problem(405, "Method Not Allowed", {"Allow": allow})(scope, receive, send)
 
     async def _call(
-        self, function: HttpFunction, request: Request, route_params: Mapping[str, str]
+        self,
+        function: HttpFunction,
+        request: Request,
+        route_params: Mapping[str, str],
+        raw_path: bytes,
     ) -> Response:
         """Run the function; its exceptions become a 500 problem, as the host answers."""
+        # Logged as sent (percent-encoded): one segment per route value, which the log
+        # redaction (shared/redaction.py, installed by build_app) relies on.
+        path = raw_path.decode("ascii", "replace")
         started = time.perf_counter()
         try:
             http_request = await to_http_request(request, route_params)
             result = await invoke(function.handler, **{function.arg_name: http_request})
             response = to_starlette_response(result)
         except Exception:
-            logger.exception(
-                "function %r failed on %s %s", function.name, request.method, request.url.path
-            )
+            logger.exception("function %r failed on %s %s", function.name, request.method, path)
             response = _problem(500, "Internal Server Error")
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.info(
             "%s %s -> %d (%s, %.0f ms)",
             request.method,
-            request.url.path,
+            path,
             response.status_code,
             function.name,
             elapsed_ms,
