@@ -3,6 +3,10 @@
 import azure.functions as func
 
 from shared.api import manage, ops, platform, timers, widget
+from shared.redaction import install_log_redaction
+
+# Before any request: no log record of the app (or the worker's own) may carry a reconnect ID.
+install_log_redaction()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

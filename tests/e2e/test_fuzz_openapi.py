@@ -46,8 +46,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from local.app import build_app
 from local.azurite import Azurite
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.api.http import OPERATIONS
 from shared.wiring import set_service
 from tests.conftest import FakeClock, fresh_function_app, make_service

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 import shared.wiring
+from local.app import build_app
 from local.azurite import Azurite
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.service import ReconnectService, utc_now
 from shared.wiring import set_service
 from tests.conftest import fresh_function_app, make_service
