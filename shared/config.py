@@ -21,6 +21,9 @@ APP_SETTINGS: tuple[str, ...] = (
     "RECONNECT_PREVIOUS_SIGNING_KEY",
     "WRAP_UP_AUTO_CLOSE_MINUTES",
     "RECONNECT_ENFORCE_SCHEDULE",
+    "ADMIN_REQUIRED_ROLE",
+    # Set by App Service itself (never by us) while its built-in authentication is on.
+    "WEBSITE_AUTH_ENABLED",
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -44,6 +47,10 @@ class Settings:
     previous_signing_key: bytes | None
     wrap_up_auto_close_minutes: int
     enforce_schedule: str
+    # The app role an admin's Entra ID principal must carry on /api/manage/*; None: no check.
+    admin_required_role: str | None
+    # Whether App Service authentication is on, i.e. whether X-MS-CLIENT-PRINCIPAL can be trusted.
+    platform_auth_enabled: bool
 
 
 def _signing_key(name: str, value: str | None) -> bytes | None:
@@ -94,6 +101,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES,
         ),
         enforce_schedule=environ.get("RECONNECT_ENFORCE_SCHEDULE") or DEFAULT_ENFORCE_SCHEDULE,
+        admin_required_role=(environ.get("ADMIN_REQUIRED_ROLE") or "").strip() or None,
+        platform_auth_enabled=(environ.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
     )
 
 

@@ -42,6 +42,18 @@ class Unauthorized(ChatReconnectError):
     """The customer token is missing or invalid (401)."""
 
 
+class AdminSignInRequired(ChatReconnectError):
+    """An admin route was called without a valid Microsoft Entra ID sign-in (401)."""
+
+
+class Forbidden(ChatReconnectError):
+    """The caller signed in but lacks the role the route needs (403)."""
+
+
+class AdminSignInMisconfigured(ChatReconnectError):
+    """Admins must sign in, but App Service authentication is off: nothing is trusted (503)."""
+
+
 class NotFound(ChatReconnectError):
     """An unknown widget or conversation (404)."""
 

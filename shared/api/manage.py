@@ -1,18 +1,22 @@
-"""Admin routes: per-widget reconnection settings (auth level FUNCTION)."""
+"""Admin routes: per-widget reconnection settings (auth level FUNCTION, and in Azure the
+admin's Entra ID app role: shared/api/admin_auth.py)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
 
+from shared.api.admin_auth import require_admin
 from shared.api.http import (
     JSON,
     MERGE_PATCH,
     Answer,
+    Handler,
     Operation,
     blueprint,
     endpoint,
@@ -24,6 +28,7 @@ from shared.api.http import (
     validate,
 )
 from shared.api.views import widget_from_body, widget_view
+from shared.config import get_settings
 from shared.errors import BadRequest, FieldError, ValidationFailed
 from shared.schemas import Problem, WidgetSettingsBody, WidgetSettingsList, WidgetSettingsView
 from shared.wiring import get_service
@@ -37,11 +42,28 @@ MAX_PAGE_SIZE = 1000
 ROUTE = "manage/widgets/{widgetId}"
 _problems = (
     Answer(400, "Bad id or malformed JSON", Problem, True),
-    Answer(503, "Storage unavailable", Problem, True),
+    Answer(401, "In Azure: no admin sign-in (Microsoft Entra ID)", Problem, True),
+    Answer(403, "In Azure: the admin app role is missing", Problem, True),
+    Answer(503, "Storage unavailable, or admin sign-in misconfigured", Problem, True),
 )
 _etag_header = (("ETag", "Version of the settings, for If-Match"),)
 _if_match = (("If-Match", {"type": "string"}),)
 _if_none_match = (("If-None-Match", {"type": "string", "enum": ["*"]}),)
+
+
+def admin_endpoint(operation: Operation) -> Callable[[Handler], Handler]:
+    """`endpoint` for an admin route: the admin check runs before the handler, every time."""
+
+    def decorator(handler: Handler) -> Handler:
+        def guarded(req: func.HttpRequest) -> func.HttpResponse:
+            settings = get_settings()
+            require_admin(req.headers, settings.admin_required_role, settings.platform_auth_enabled)
+            return handler(req)
+
+        guarded.__doc__ = handler.__doc__
+        return endpoint(bp, operation)(guarded)
+
+    return decorator
 
 
 def _encode_token(token: Any) -> str:
@@ -85,8 +107,7 @@ def _settings_response(
     return json_response(widget, status, {"ETag": etag})
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_list_widgets",
         method="GET",
@@ -114,8 +135,7 @@ def list_widgets(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(body)
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_get_widget",
         method="GET",
@@ -137,8 +157,7 @@ def get_widget(req: func.HttpRequest) -> func.HttpResponse:
     return _settings_response(widget_view(found.value), found.etag)
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_put_widget",
         method="PUT",
@@ -188,8 +207,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return merged
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_patch_widget",
         method="PATCH",
@@ -233,8 +251,7 @@ def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
     return _settings_response(widget_view(saved.value), saved.etag)
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_delete_widget",
         method="DELETE",

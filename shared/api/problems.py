@@ -26,6 +26,8 @@ SECURITY_HEADERS: Mapping[str, str] = {
 _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
     (errors.BadRequest, 400, "bad-request", "The request is malformed"),
     (errors.Unauthorized, 401, "unauthorized", "A valid customer token is required"),
+    (errors.AdminSignInRequired, 401, "admin-sign-in-required", "An admin sign-in is required"),
+    (errors.Forbidden, 403, "forbidden", "The caller lacks the required role"),
     (errors.NotFound, 404, "not-found", "Not found"),
     (errors.InvalidTransition, 409, "invalid-transition", "The event does not apply now"),
     (errors.Conflict, 409, "conflict", "Conflicts with the current state"),
@@ -37,6 +39,12 @@ _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
     (errors.ValidationFailed, 422, "validation-failed", "The request is not valid"),
     (errors.StorageRefused, 422, "storage-refused", "Storage refused the value"),
     (errors.StorageUnavailable, 503, "storage-unavailable", "Storage is unavailable"),
+    (
+        errors.AdminSignInMisconfigured,
+        503,
+        "admin-sign-in-misconfigured",
+        "Admin sign-in is not configured correctly",
+    ),
 ]
 
 
@@ -69,7 +77,9 @@ def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], 
         body["redirectUrl"] = error.redirect_url
     if isinstance(error, errors.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    if isinstance(error, errors.StorageUnavailable):
+    if isinstance(error, errors.AdminSignInRequired):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, errors.StorageUnavailable | errors.AdminSignInMisconfigured):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return status, body, headers
 

@@ -125,6 +125,31 @@ def test_missing_signing_key_locally_is_random_and_warned(
     assert first.decode() not in caplog.text
 
 
+def test_admin_sign_in_is_off_by_default() -> None:
+    settings = load_settings({})
+    assert settings.admin_required_role is None
+    assert settings.platform_auth_enabled is False
+
+
+def test_admin_sign_in_settings_are_read() -> None:
+    settings = load_settings(
+        {"ADMIN_REQUIRED_ROLE": " ChatReconnect.Admin ", "WEBSITE_AUTH_ENABLED": "True"}
+    )
+    assert settings.admin_required_role == "ChatReconnect.Admin"
+    assert settings.platform_auth_enabled is True
+
+
+@pytest.mark.parametrize("value", ["", " ", "False", "false", "0", "yes", "1"])
+def test_only_true_means_app_service_authentication_is_on(value: str) -> None:
+    # App Service writes True/False; anything else must not make the header trusted.
+    assert load_settings({"WEBSITE_AUTH_ENABLED": value}).platform_auth_enabled is False
+
+
+def test_an_empty_admin_role_means_no_admin_sign_in() -> None:
+    # The Bicep writes '' when no admin app registration is deployed.
+    assert load_settings({"ADMIN_REQUIRED_ROLE": "  "}).admin_required_role is None
+
+
 class RecordingEnviron(Mapping[str, str]):
     """An environment that records which names were looked up."""
 

@@ -21,6 +21,8 @@ FIELDS = (errors.FieldError("timeLimitMinutes", "must be at most 1440"),)
 CASES: list[Any] = [
     pytest.param(errors.BadRequest("bad id"), 400, id="bad-request"),
     pytest.param(errors.Unauthorized("no token"), 401, id="unauthorized"),
+    pytest.param(errors.AdminSignInRequired("no sign-in"), 401, id="admin-sign-in-required"),
+    pytest.param(errors.Forbidden("no role"), 403, id="forbidden"),
     pytest.param(errors.NotFound("no widget"), 404, id="not-found"),
     pytest.param(errors.InvalidTransition("closed"), 409, id="invalid-transition"),
     pytest.param(errors.Conflict("other widget"), 409, id="conflict"),
@@ -33,6 +35,7 @@ CASES: list[Any] = [
     pytest.param(errors.StorageRefused("InvalidInput"), 422, id="storage-refused"),
     pytest.param(errors.StorageUnavailable("down"), 503, id="storage-unavailable"),
     pytest.param(errors.ConcurrencyExhausted("busy"), 503, id="concurrency-exhausted"),
+    pytest.param(errors.AdminSignInMisconfigured("auth off"), 503, id="admin-sign-in-off"),
 ]
 
 
