@@ -190,8 +190,9 @@ class TimeLimitEnforcer:
         rows stay indexed and the next run finds them stale and finishes it.
 
         The capacity rows are deleted whatever their version: they are released only for
-        a conversation in wrap_up or closed, which never holds an agent again
-        (`domain.holds_capacity`), so no writer re-creates them.
+        a conversation in wrap_up or closed, which never holds an agent again (wrap-up
+        only goes on to closed, closed is terminal: tests/unit/test_domain_properties.py),
+        so no writer re-creates them.
         """
         created = self._put_due_rows(
             [
