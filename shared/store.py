@@ -560,16 +560,28 @@ class TableStore:
         self._delete_rows("customers", partition, [(customer_row(conversation), None)])
 
     @_translate_errors
-    def customer_conversations(self, widget_id: str, customer_key: str, limit: int) -> list[str]:
-        """Up to `limit` conversation ids of a customer on a widget, newest first (hints)."""
-        entities = self._table("customers").query_entities(
-            "PartitionKey eq @partition",
-            parameters={"partition": customer_partition(widget_id, customer_key)},
-            select=["conversationId"],
-            results_per_page=limit,
+    def customer_conversations(
+        self, widget_id: str, customer_key: str, page_size: int, continuation: Any | None
+    ) -> tuple[list[str], Any | None]:
+        """One page of a customer's conversation ids on a widget, newest created first, and
+        the token of the next page (None at the end). Hints: verify them.
+
+        Storage may answer fewer rows than `page_size`, even none, with a token: only a
+        None token means there are no more.
+        """
+        pages = (
+            self._table("customers")
+            .query_entities(
+                "PartitionKey eq @partition",
+                parameters={"partition": customer_partition(widget_id, customer_key)},
+                select=["conversationId"],
+                results_per_page=page_size,
+            )
+            .by_page(continuation_token=continuation)
         )
-        page: list[Any] = list(next(entities.by_page(), []))
-        return [entity["conversationId"] for entity in page][:limit]
+        page: list[Any] = list(next(pages, []))
+        ids = [str(entity["conversationId"]) for entity in page]
+        return ids, pages.continuation_token  # type: ignore[attr-defined]
 
     def _delete_rows(
         self, table: str, partition: str, rows: list[tuple[str, str | None]]
