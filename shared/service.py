@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,8 +44,13 @@ from shared.store import (
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-# How many of a customer's newest conversations the prompt considers.
-PROMPT_CANDIDATES = 20
+# The prompt's bound: how many of a customer's conversations (per customer key, newest
+# created first) it reads at most, and how many index rows it asks for a page. The index
+# holds a customer's conversations until they close (wrap-ups auto-close), so only a
+# customer with more than this many open, active or wrap-up conversations on one widget
+# at once can have one left out: the oldest created, logged as a warning.
+PROMPT_MAX_CANDIDATES = 100
+PROMPT_PAGE_SIZE = 100
 # How long after a write that moves an agent's capacity the timer checks the agent's index
 # row (see _note_capacity_change): the bucket of now + 2 min is read from the next minute
 # on, by when the request that wrote it has long finished (SDK retries are bounded).
@@ -376,7 +381,14 @@ class ReconnectService:
         raise ConcurrencyExhausted("The conversation is changing too fast; retry shortly.")
 
     def reconnectable(self, session: CustomerSession) -> Reconnectable | None:
-        """The authenticated customer's most recently connected conversation that can continue."""
+        """The authenticated customer's most recently connected conversation that can continue.
+
+        The customer index is ordered by creation, not by last connection: an older
+        conversation may have been disconnected last, so every page is read, up to
+        PROMPT_MAX_CANDIDATES conversations per customer key. A still-connected one counts
+        as now, the latest possible, and the first found wins a tie, so the search stops at
+        the first connected one: no row after it can change the answer.
+        """
         widget = session.widget
         if widget.authentication is None or session.customer_id is None:
             raise NotFound(f"Widget '{widget.widget_id}' is not an authenticated widget.")
@@ -384,22 +396,41 @@ class ReconnectService:
         keys = self.signer.customer_keys(widget.widget_id, session.customer_id)
         best: Conversation | None = None
         for key in keys:
-            for conversation_id in self.store.customer_conversations(
-                widget.widget_id, key, PROMPT_CANDIDATES
-            ):
-                found = self.store.get_conversation(conversation_id)
-                if found is None:
-                    continue
-                conversation = found.value
+            for conversation in self._customer_conversations(widget.widget_id, key):
                 if conversation.customer_key not in keys:
                     continue
                 if not domain.can_continue(conversation, widget, now):
                     continue
                 if best is None or _last_connected(conversation, now) > _last_connected(best, now):
                     best = conversation
+                if best.customer_connected:
+                    return Reconnectable(self.signer.reconnect_id(best), best)
         if best is None:
             return None
         return Reconnectable(self.signer.reconnect_id(best), best)
+
+    def _customer_conversations(self, widget_id: str, customer_key: str) -> Iterator[Conversation]:
+        """A customer's conversations on a widget, newest created first, read page by page
+        as the caller asks for them, at most PROMPT_MAX_CANDIDATES."""
+        read = 0
+        continuation: Any | None = None
+        while True:
+            ids, continuation = self.store.customer_conversations(
+                widget_id, customer_key, PROMPT_PAGE_SIZE, continuation
+            )
+            for conversation_id in ids:
+                if read == PROMPT_MAX_CANDIDATES:
+                    logger.warning(
+                        "The prompt considered a customer's %d newest conversations only",
+                        PROMPT_MAX_CANDIDATES,
+                    )
+                    return
+                read += 1
+                found = self.store.get_conversation(conversation_id)
+                if found is not None:
+                    yield found.value
+            if continuation is None:
+                return
 
     def _resolve_link(
         self, session: CustomerSession, reconnect_id: str

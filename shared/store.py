@@ -78,8 +78,8 @@ _TOO_LARGE_CODES = frozenset(
 # How many times a use case decides again after its conditional write lost a race; past
 # this many the caller gets 503 (ConcurrencyExhausted) and may retry shortly.
 MAX_WRITE_ATTEMPTS = 8
-# Rows found already gone that a delete transaction is re-sent without, before the rest
-# of its rows are deleted one by one.
+# Rows found already gone (or changed since read) that a delete transaction is re-sent
+# without, before the rest of its rows are deleted one by one.
 MISSING_ROWS_RESENT = 3
 
 
@@ -323,12 +323,14 @@ class DueRow:
 
     `snapshot`, when present, is the conversation as it was right after the write that set
     this due time, with that write's ETag: a write conditional on that ETag succeeds only
-    while the conversation is still exactly the snapshot (see `put_due_snapshot`).
+    while the conversation is still exactly the snapshot (see `put_due_snapshot`). `etag`
+    is the row's own, as read: the timer deletes only the version it judged (`delete_due`).
     """
 
     bucket: str
     conversation_id: str
     snapshot: Versioned[Conversation] | None = field(default=None, compare=False)
+    etag: str | None = field(default=None, compare=False)
 
 
 def _due_row_from_entity(entity: Mapping[str, Any]) -> DueRow:
@@ -337,17 +339,20 @@ def _due_row_from_entity(entity: Mapping[str, Any]) -> DueRow:
     if entity.get(SNAPSHOT_ETAG):
         value = _conversation_from_entity({**entity, "PartitionKey": conversation_id})
         snapshot = Versioned(value, str(entity[SNAPSHOT_ETAG]))
-    return DueRow(bucket, conversation_id, snapshot)
+    etag = entity.get(table_wire.ETAG)
+    return DueRow(bucket, conversation_id, snapshot, None if etag is None else str(etag))
 
 
 @dataclass(frozen=True)
 class CapacityCheck:
     """A note for the timer: from this minute on, make the agent's capacity row for this
-    conversation agree with the conversation (see ReconnectService._note_capacity_change)."""
+    conversation agree with the conversation (see ReconnectService._note_capacity_change);
+    `etag`: the note's as read, so that a note written again meanwhile is not deleted."""
 
     bucket: str
     conversation_id: str
     agent_id: str
+    etag: str | None = field(default=None, compare=False)
 
     @property
     def row_key(self) -> str:
@@ -527,13 +532,25 @@ class TableStore:
         return [_due_row_from_entity(entity) for entity in entities]
 
     @_translate_errors
-    def delete_due(self, rows: Iterable[DueRow]) -> None:
-        """Delete index rows, batched per bucket, at most MAX_OPERATIONS per transaction."""
-        by_bucket: dict[str, list[str]] = {}
+    def delete_due(self, rows: Iterable[DueRow]) -> list[DueRow]:
+        """Delete index rows, each only if unchanged since read (its ETag), batched per
+        bucket; the rows kept because a writer put them again meanwhile.
+
+        A row judged done may have been renewed by a writer between the timer's read and
+        this delete (its due row put, then its conversation written): deleting that version
+        would hide the conversation from the timer for good, so it stays to be judged again.
+        """
+        by_bucket: dict[str, list[DueRow]] = {}
         for row in rows:
-            by_bucket.setdefault(row.bucket, []).append(row.conversation_id)
-        for bucket, row_keys in by_bucket.items():
-            self._delete_rows("due", bucket, row_keys)
+            by_bucket.setdefault(row.bucket, []).append(row)
+        kept: list[DueRow] = []
+        for bucket, bucket_rows in by_bucket.items():
+            by_key = {row.conversation_id: row for row in bucket_rows}
+            changed = self._delete_rows(
+                "due", bucket, [(row.conversation_id, row.etag) for row in bucket_rows]
+            )
+            kept.extend(by_key[key] for key in changed)
+        return kept
 
     @_translate_errors
     def put_due_rows(self, rows: Iterable[tuple[datetime, str]]) -> dict[tuple[str, str], str]:
@@ -578,7 +595,7 @@ class TableStore:
 
     @_translate_errors
     def delete_capacity(self, agent_id: str, conversation_ids: Iterable[str]) -> None:
-        self._delete_rows("capacity", agent_id, list(conversation_ids))
+        self._delete_rows("capacity", agent_id, [(key, None) for key in conversation_ids])
 
     @_translate_errors
     def capacity_rows(self, agent_id: str) -> list[str]:
@@ -606,50 +623,85 @@ class TableStore:
         if conversation.customer_key is None:
             return
         partition = customer_partition(conversation.widget_id, conversation.customer_key)
-        self._delete_rows("customers", partition, [customer_row(conversation)])
+        self._delete_rows("customers", partition, [(customer_row(conversation), None)])
 
     @_translate_errors
-    def customer_conversations(self, widget_id: str, customer_key: str, limit: int) -> list[str]:
-        """Up to `limit` conversation ids of a customer on a widget, newest first (hints)."""
-        entities = self._table("customers").query_entities(
-            "PartitionKey eq @partition",
-            parameters={"partition": customer_partition(widget_id, customer_key)},
-            select=["conversationId"],
-            results_per_page=limit,
-        )
-        page: list[Any] = list(next(entities.by_page(), []))
-        return [entity["conversationId"] for entity in page][:limit]
+    def customer_conversations(
+        self, widget_id: str, customer_key: str, page_size: int, continuation: Any | None
+    ) -> tuple[list[str], Any | None]:
+        """One page of a customer's conversation ids on a widget, newest created first, and
+        the token of the next page (None at the end). Hints: verify them.
 
-    def _delete_rows(self, table: str, partition: str, row_keys: list[str]) -> None:
-        """Delete rows of one partition, at most MAX_OPERATIONS per transaction; rows
-        already gone are skipped."""
+        Storage may answer fewer rows than `page_size`, even none, with a token: only a
+        None token means there are no more.
+        """
+        pages = (
+            self._table("customers")
+            .query_entities(
+                "PartitionKey eq @partition",
+                parameters={"partition": customer_partition(widget_id, customer_key)},
+                select=["conversationId"],
+                results_per_page=page_size,
+            )
+            .by_page(continuation_token=continuation)
+        )
+        page: list[Any] = list(next(pages, []))
+        ids = [str(entity["conversationId"]) for entity in page]
+        return ids, pages.continuation_token  # type: ignore[attr-defined]
+
+    def _delete_rows(
+        self, table: str, partition: str, rows: list[tuple[str, str | None]]
+    ) -> list[str]:
+        """Delete rows of one partition, (row key, ETag or None for any version), at most
+        MAX_OPERATIONS per transaction; rows already gone are skipped. The row keys not
+        deleted because their ETag no longer matched."""
         client = self._table(table)
-        for start in range(0, len(row_keys), MAX_OPERATIONS):
-            chunk = row_keys[start : start + MAX_OPERATIONS]
-            # A transaction naming a row already gone fails whole: send it again without
-            # that row, once per missing row, then give up on batching for this chunk.
+        changed: list[str] = []
+        for start in range(0, len(rows), MAX_OPERATIONS):
+            chunk = rows[start : start + MAX_OPERATIONS]
+            # A transaction naming a row already gone (404) or changed (412) fails whole:
+            # send it again without that row, once per such row, then give up on batching
+            # for this chunk.
             for _ in range(MISSING_ROWS_RESENT):
                 try:
                     table_wire.submit(
-                        client, [Operation("delete", partition, key) for key in chunk]
+                        client, [Operation("delete", partition, key, etag) for key, etag in chunk]
                     )
+                    chunk = []
                     break
                 except TransactionRefused as refused:
-                    gone = refused.index
-                    if refused.status != 404 or gone is None or not 0 <= gone < len(chunk):
-                        self._delete_one_by_one(client, partition, chunk)
+                    index = refused.index
+                    if refused.status not in (404, 412) or index is None:
                         break
-                    del chunk[gone]
+                    if not 0 <= index < len(chunk):
+                        break
+                    key, _ = chunk.pop(index)
+                    if refused.status == 412:
+                        changed.append(key)
                     if not chunk:
                         break
-            else:
-                self._delete_one_by_one(client, partition, chunk)
+            changed.extend(self._delete_one_by_one(client, partition, chunk))
+        return changed
 
     @staticmethod
-    def _delete_one_by_one(client: TableClient, partition: str, row_keys: list[str]) -> None:
-        for key in row_keys:
-            with contextlib.suppress(ResourceNotFoundError):
-                client.delete_entity(partition, key)
+    def _delete_one_by_one(
+        client: TableClient, partition: str, rows: list[tuple[str, str | None]]
+    ) -> list[str]:
+        """Delete rows one request each; the row keys whose ETag no longer matched."""
+        changed = []
+        for key, etag in rows:
+            try:
+                if etag is None:
+                    client.delete_entity(partition, key)
+                else:
+                    client.delete_entity(
+                        partition, key, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+            except ResourceNotFoundError:
+                continue
+            except ResourceModifiedError:
+                changed.append(key)
+        return changed
 
     # --- timer checkpoint ---------------------------------------------------------------
 
@@ -689,16 +741,18 @@ class TableStore:
         for entity in entities:
             conversation_id, _, agent_id = str(entity["RowKey"]).partition("~")
             bucket = str(entity["PartitionKey"]).removeprefix(CAPACITY_CHECKS)
-            checks.append(CapacityCheck(bucket, conversation_id, agent_id))
+            checks.append(CapacityCheck(bucket, conversation_id, agent_id, _etag(entity.metadata)))
         return checks
 
     @_translate_errors
     def delete_capacity_checks(self, checks: Iterable[CapacityCheck]) -> None:
-        by_bucket: dict[str, list[str]] = {}
+        """Delete done checks, each only as read: a writer that moved the agent's capacity
+        again meanwhile noted the check again, and its check must still run."""
+        by_bucket: dict[str, list[tuple[str, str | None]]] = {}
         for check in checks:
-            by_bucket.setdefault(check.bucket, []).append(check.row_key)
-        for bucket, row_keys in by_bucket.items():
-            self._delete_rows("enforcer", CAPACITY_CHECKS + bucket, row_keys)
+            by_bucket.setdefault(check.bucket, []).append((check.row_key, check.etag))
+        for bucket, rows in by_bucket.items():
+            self._delete_rows("enforcer", CAPACITY_CHECKS + bucket, rows)
 
 
 def bucket_before(bucket: str, minutes: int) -> str:

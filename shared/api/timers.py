@@ -33,6 +33,7 @@ def enforce_time_limits(timer: func.TimerRequest) -> None:
         "pending": report.pending,
         "errors": report.errors,
         "cleanupErrors": report.cleanup_errors,
+        "renewed": report.renewed,
         "capacityReleased": report.capacity_released,
         "capacityChecked": report.capacity_checked,
         "capacityCheckErrors": report.capacity_check_errors,

@@ -26,6 +26,7 @@ from azure.data.tables import (
 
 from local.azurite import Azurite
 from shared.table_wire import (
+    ETAG,
     MAX_OPERATIONS,
     Operation,
     TransactionRefused,
@@ -114,6 +115,26 @@ def test_deleting_a_missing_row_is_refused_with_404_and_its_index(table: TableCl
     assert keys(table) == {("p", "here")}
 
 
+def test_a_delete_with_an_etag_removes_only_that_version(table: TableClient) -> None:
+    read = {
+        row_key: table.create_entity({"PartitionKey": "p", "RowKey": row_key})["etag"]
+        for row_key in ("same", "renewed")
+    }
+    table.upsert_entity({"PartitionKey": "p", "RowKey": "renewed", "again": True})
+
+    with pytest.raises(TransactionRefused) as refused:
+        submit(table, [Operation("delete", "p", key, etag) for key, etag in read.items()])
+
+    assert (refused.value.status, refused.value.code, refused.value.index) == (
+        412,
+        "UpdateConditionNotSatisfied",
+        1,
+    )
+    assert keys(table) == {("p", "same"), ("p", "renewed")}
+    assert submit(table, [Operation("delete", "p", "same", read["same"])]) == [None]
+    assert keys(table) == {("p", "renewed")}
+
+
 @pytest.mark.parametrize("row_key", ["o'brien", "a~b", "x y", "100%", "Zürich-ß"])
 def test_keys_that_need_escaping_reach_the_right_entity(table: TableClient, row_key: str) -> None:
     submit(table, [Operation("create", "p'q", row_key)])
@@ -196,9 +217,11 @@ def test_a_query_gives_values_as_the_sdk_would(table: TableClient) -> None:
     table.create_entity({"PartitionKey": "p", "RowKey": "other", "text": "someone else"})
 
     (found,) = query(table, "text eq " + quoted("o'brien"))
-    expected = dict(table.get_entity("p", "typed"))
+    entity = table.get_entity("p", "typed")
 
-    assert found == expected
+    # The ETag too, for a write conditional on the version read.
+    assert found.pop(ETAG) == entity.metadata["etag"]
+    assert found == dict(entity)
     assert found["at"] == moment
     assert (found["flag"], found["count"]) == (True, 7)
 
