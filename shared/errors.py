@@ -89,3 +89,7 @@ class StorageUnavailable(ChatReconnectError):
 
 class ConcurrencyExhausted(StorageUnavailable):
     """A conditional write kept losing races; the caller may retry shortly (503)."""
+
+
+class Misconfigured(ChatReconnectError):
+    """An app setting is wrong, so the app refuses to serve (503, with Retry-After)."""
