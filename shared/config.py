@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -112,6 +113,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     )
 
 
+# Held while the settings are first read, so that concurrent first requests log once.
+_reading = threading.Lock()
+
+
 @functools.cache
 def _loaded() -> Settings | ConfigError:
     try:
@@ -129,7 +134,8 @@ def _loaded() -> Settings | ConfigError:
 def get_settings() -> Settings:
     """The process-wide settings, read from os.environ on first use; ConfigError (logged
     once, when first read) while a setting is wrong."""
-    loaded = _loaded()
+    with _reading:
+        loaded = _loaded()
     if isinstance(loaded, ConfigError):
         raise ConfigError(str(loaded))
     return loaded
