@@ -31,6 +31,7 @@ CASES: list[Any] = [
     pytest.param(errors.ValidationFailed(FIELDS), 422, id="validation-failed"),
     pytest.param(errors.StorageUnavailable("down"), 503, id="storage-unavailable"),
     pytest.param(errors.ConcurrencyExhausted("busy"), 503, id="concurrency-exhausted"),
+    pytest.param(errors.Misconfigured("wrong setting"), 503, id="misconfigured"),
 ]
 
 
