@@ -28,6 +28,7 @@ param previousSigningKeyVersion string = ''
 param corsAllowedOrigins array = []
 
 @minValue(1)
+@maxValue(10080)
 @description('Minutes after which a conversation left in wrap-up is closed automatically (WRAP_UP_AUTO_CLOSE_MINUTES).')
 param wrapUpAutoCloseMinutes int = 15
 

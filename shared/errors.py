@@ -50,10 +50,6 @@ class Forbidden(ChatReconnectError):
     """The caller signed in but lacks the role the route needs (403)."""
 
 
-class AdminSignInMisconfigured(ChatReconnectError):
-    """Admins must sign in, but App Service authentication is off: nothing is trusted (503)."""
-
-
 class NotFound(ChatReconnectError):
     """An unknown widget or conversation (404)."""
 
@@ -113,3 +109,11 @@ class StorageUnavailable(ChatReconnectError):
 
 class ConcurrencyExhausted(StorageUnavailable):
     """A conditional write kept losing races; the caller may retry shortly (503)."""
+
+
+class Misconfigured(ChatReconnectError):
+    """An app setting is wrong, so the app refuses to serve (503, with Retry-After)."""
+
+
+class AdminSignInMisconfigured(Misconfigured):
+    """Admins must sign in, but App Service authentication is off: nothing is trusted (503)."""

@@ -184,6 +184,25 @@ def _error(body: str) -> tuple[str, str]:
         return "", ""
 
 
+class SdkMismatch(RuntimeError):
+    """The installed azure-data-tables lacks the private entry point `_send` relies on."""
+
+
+def check_sdk(table: TableClient) -> None:
+    """Return if `table` has the pipeline entry `_send` uses, else raise SdkMismatch."""
+    if not callable(getattr(getattr(table, "_client", None), "send_request", None)):
+        raise SdkMismatch(
+            "azure-data-tables has no TableClient._client.send_request, which "
+            "shared/table_wire.py sends its requests with: install the version pinned in "
+            "requirements.txt, or adapt table_wire._send to the new SDK"
+        )
+
+
+# Checked once, on import (when the app starts), on a client that does no I/O: a newer SDK
+# then stops the app with a clear message instead of failing the timer's first run.
+check_sdk(TableClient.from_connection_string("UseDevelopmentStorage=true", "startupcheck"))
+
+
 def _headers(table: TableClient) -> dict[str, str]:
     return {"x-ms-version": table.api_version, "DataServiceVersion": "3.0"}
 

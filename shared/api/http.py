@@ -17,10 +17,12 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from shared.api.problems import SECURITY_HEADERS, internal_error_response, problem_response
+from shared.config import ConfigError, get_settings
 from shared.errors import (
     BadRequest,
     ChatReconnectError,
     FieldError,
+    Misconfigured,
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -77,6 +79,7 @@ def endpoint(bp: func.Blueprint, operation: Operation) -> Callable[[Handler], Ha
     def decorator(handler: Handler) -> Handler:
         def run(req: func.HttpRequest) -> func.HttpResponse:
             try:
+                require_settings()
                 return handler(req)
             except ChatReconnectError as error:
                 return problem_response(error)
@@ -97,6 +100,17 @@ def endpoint(bp: func.Blueprint, operation: Operation) -> Callable[[Handler], Ha
         return cast(Handler, registered)
 
     return decorator
+
+
+def require_settings() -> None:
+    """Misconfigured while an app setting is wrong: every route fails closed, even those
+    that need no setting, so that nothing looks healthy (the log names the setting)."""
+    try:
+        get_settings()
+    except ConfigError:
+        raise Misconfigured(
+            "The service is not configured correctly; its operators have been told."
+        ) from None
 
 
 def blueprint() -> func.Blueprint:
@@ -123,6 +137,19 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than the parser's recursion allows."""
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Parsed JSON, or ValueError: not JSON (or UTF-8), NaN/Infinity, or nested too deeply
+    (JsonTooDeep; the parser recurses per level and would raise RecursionError)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise JsonTooDeep("JSON nested too deeply") from None
+
+
 def json_body(req: func.HttpRequest, media_types: tuple[str, ...] = (JSON,)) -> Any:
     """The parsed JSON body: 413 when too large, 415 for another media type, 400 if malformed."""
     body = req.get_body() or b""
@@ -132,8 +159,10 @@ def json_body(req: func.HttpRequest, media_types: tuple[str, ...] = (JSON,)) -> 
     if media_type not in media_types:
         raise UnsupportedMediaType(f"Send the body as {' or '.join(media_types)}.")
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+        return loads_json(body.decode("utf-8"))
+    except JsonTooDeep:
+        raise BadRequest("The body's JSON is nested too deeply.") from None
+    except ValueError:  # UnicodeDecodeError is one
         raise BadRequest("The body is not valid JSON.") from None
 
 

@@ -22,6 +22,7 @@ from shared.api.http import (
     endpoint,
     json_body,
     json_response,
+    loads_json,
     no_content,
     parse,
     path_id,
@@ -72,8 +73,8 @@ def _encode_token(token: Any) -> str:
 
 def _decode_token(text: str) -> Any:
     try:
-        token = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error):
+        token = loads_json(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error):  # loads_json's errors, deep nesting too
         token = None
     # Only the shape the SDK gives us (and nextLink carries) may reach it: anything else
     # would fail deep in the SDK (500) or silently restart the listing.
@@ -93,7 +94,8 @@ def _decode_token(text: str) -> Any:
 def _page_size(text: str | None) -> int:
     if text is None:
         return DEFAULT_PAGE_SIZE
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE:
+    # isascii: isdigit also accepts digits int() refuses, such as "²".
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE_SIZE:
         raise BadRequest(
             "top must be a whole number from 1 to 1000.",
             (FieldError("top", f"must be a whole number from 1 to {MAX_PAGE_SIZE}"),),

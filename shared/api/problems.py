@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+# A wrong setting lasts until an operator fixes it and the app restarts.
+MISCONFIGURED_RETRY_AFTER_SECONDS = 60
 # On every API answer: answers carry reconnect IDs and conversation state, so no browser or
 # proxy may keep them, and no browser may sniff a JSON body into something it renders.
 SECURITY_HEADERS: Mapping[str, str] = {
@@ -45,6 +47,7 @@ _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
         "admin-sign-in-misconfigured",
         "Admin sign-in is not configured correctly",
     ),
+    (errors.Misconfigured, 503, "misconfigured", "The service is not configured correctly"),
 ]
 
 
@@ -79,8 +82,10 @@ def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], 
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if isinstance(error, errors.AdminSignInRequired):
         headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(error, errors.StorageUnavailable | errors.AdminSignInMisconfigured):
+    if isinstance(error, errors.StorageUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if isinstance(error, errors.Misconfigured):
+        headers["Retry-After"] = str(MISCONFIGURED_RETRY_AFTER_SECONDS)
     return status, body, headers
 
 

@@ -8,6 +8,7 @@ import logging
 import azure.functions as func
 
 from shared.api.http import blueprint
+from shared.config import ConfigError
 from shared.wiring import get_service
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,13 @@ bp = blueprint()
 )
 def enforce_time_limits(timer: func.TimerRequest) -> None:
     """Wrap up expired sessions, auto-close old wrap-ups, release capacity; log one line."""
-    report = get_service().enforce_time_limits(past_due=timer.past_due)
+    try:
+        service = get_service()
+    except ConfigError:
+        # Fail closed: no work with a wrong setting. The error was logged once, when the
+        # settings were first read; a line per run would bury it.
+        return
+    report = service.enforce_time_limits(past_due=timer.past_due)
     summary = {
         "event": "enforce_time_limits",
         "expired": report.expired,

@@ -36,6 +36,7 @@ CASES: list[Any] = [
     pytest.param(errors.StorageUnavailable("down"), 503, id="storage-unavailable"),
     pytest.param(errors.ConcurrencyExhausted("busy"), 503, id="concurrency-exhausted"),
     pytest.param(errors.AdminSignInMisconfigured("auth off"), 503, id="admin-sign-in-off"),
+    pytest.param(errors.Misconfigured("wrong setting"), 503, id="misconfigured"),
 ]
 
 
