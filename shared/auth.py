@@ -109,5 +109,16 @@ def customer_id_from_token(token: str, authentication: Authentication) -> str:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 256:
             raise Unauthorized("The customer token's 'sub' claim is invalid.")
+        if not _is_unicode_text(subject):
+            raise Unauthorized("The customer token's 'sub' claim is invalid.")
         return subject
     raise Unauthorized(failure)
+
+
+def _is_unicode_text(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON allows `\\ud800`; UTF-8 cannot hold it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
