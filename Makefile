@@ -41,14 +41,15 @@ node_modules/.installed: package.json package-lock.json
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }
 
-lint: deps
+# lint, typecheck and unit need only the Python virtualenv, not npm (Azurite) or chromium.
+lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: deps
+typecheck: $(VENV)/.installed
 	$(BIN)/mypy --strict shared local
 
-unit: deps ## Only the fast, storage-free tests.
+unit: $(VENV)/.installed ## Only the fast, storage-free tests.
 	$(BIN)/python -m pytest tests/unit
 
 # Bounded load on loopback (own Azurite and local host); writes benchmarks/results/load.json.

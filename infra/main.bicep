@@ -28,6 +28,7 @@ param previousSigningKeyVersion string = ''
 param corsAllowedOrigins array = []
 
 @minValue(1)
+@maxValue(10080)
 @description('Minutes after which a conversation left in wrap-up is closed automatically (WRAP_UP_AUTO_CLOSE_MINUTES).')
 param wrapUpAutoCloseMinutes int = 15
 
@@ -56,6 +57,23 @@ param instanceMemoryMB int = 2048
 ])
 @description('Replication of the storage account that holds the tables (the product\'s data) and the deployment package. Standard_GZRS needs a region with availability zones; elsewhere use Standard_GRS.')
 param storageSkuName string = 'Standard_GZRS'
+
+@allowed([
+  'default'
+  'recover'
+])
+@description('How the Key Vault is made: `default`, or `recover` once to bring back the soft-deleted vault of an environment that was torn down with `azd down --purge` (purge protection keeps it for 90 days under the same name); see docs/deploy.md.')
+param keyVaultCreateMode string = 'default'
+
+@description('Client id of the Microsoft Entra app registration of the admin API. When set, App Service authentication validates admins\' Entra ID tokens and the admin routes require the app role `adminAppRole`; empty (the default) deploys no authentication settings.')
+param adminClientId string = ''
+
+@description('Tenant of the admin app registration; the tenant of this subscription by default.')
+param adminTenantId string = tenant().tenantId
+
+@minLength(1)
+@description('Value of the app role (of the admin app registration) an admin\'s token must carry to call /api/manage/* (ADMIN_REQUIRED_ROLE); used only when adminClientId is set.')
+param adminAppRole string = 'ChatReconnect.Admin'
 
 @description('Spread the function app\'s instances over availability zones. The platform then keeps at least two always-ready instances per function group, which are billed while idle; not every Flex Consumption region has zones.')
 param zoneRedundant bool = false
@@ -114,6 +132,7 @@ module keyVault 'core/security/keyvault.bicep' = {
     tags: tags
     name: 'kv-${resourceToken}'
     signingKey: signingKey
+    createMode: keyVaultCreateMode
   }
 }
 
@@ -147,6 +166,9 @@ module api 'app/api.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant
+    adminClientId: adminClientId
+    adminTenantId: adminTenantId
+    adminAppRole: adminAppRole
   }
   // The app reads its deployment package, host storage and Key Vault reference with these roles.
   dependsOn: [

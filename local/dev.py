@@ -24,8 +24,10 @@ from pathlib import Path
 from types import FrameType
 
 from local.azurite import DEV_ACCOUNT, Azurite, connection_string
-from local.host import DEFAULT_APP, HostError, read_route_prefix
+from local.errors import HostError
+from local.loader import DEFAULT_APP
 from local.processes import stop_process_group
+from local.routes import read_route_prefix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_DIR_ENV = "CHAT_RECONNECT_DEV_DIR"
@@ -38,6 +40,8 @@ POLL_INTERVAL = 0.2
 # The demo's timer: every 5 s rather than the app's 30 s, so a one-minute time limit
 # visibly times out about when it should.
 DEMO_ENFORCE_SCHEDULE = "*/5 * * * * *"
+# The demo's dev-only token issuer, which the runner asks the host to mount.
+DEMO_ROUTES = "local.demo:demo_routes"
 
 
 class DevError(RuntimeError):
@@ -183,7 +187,7 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
             assert azurite.pid is not None
             _say(f"azurite pid={azurite.pid}")
             host = subprocess.Popen(
-                [sys.executable, "-m", "local.host", "--app", app_spec],
+                [sys.executable, "-m", "local.host", "--app", app_spec, "--routes", DEMO_ROUTES],
                 cwd=REPO_ROOT,
                 env=env,
                 # A session of its own: Ctrl-C reaches only us, and we stop it in order.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,12 +23,20 @@ APP_SETTINGS: tuple[str, ...] = (
     "RECONNECT_PREVIOUS_SIGNING_KEY",
     "WRAP_UP_AUTO_CLOSE_MINUTES",
     "RECONNECT_ENFORCE_SCHEDULE",
+    "ADMIN_REQUIRED_ROLE",
+    # Set by App Service itself (never by us) while its built-in authentication is on.
+    "WEBSITE_AUTH_ENABLED",
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
 DEFAULT_ENFORCE_SCHEDULE = "*/30 * * * * *"
 DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES = 15
+# A week: generous for a wrap-up, and far from where date arithmetic overflows.
+MAX_WRAP_UP_AUTO_CLOSE_MINUTES = 7 * 24 * 60
 MIN_SIGNING_KEY_LENGTH = 32
+# What Azure hands the app instead of a secret when it cannot resolve a Key Vault reference:
+# the reference's own text, which anyone can rebuild from the app's host name.
+_KEY_VAULT_REFERENCE = re.compile(r"\s*@\s*microsoft\s*\.\s*keyvault\s*\(", re.IGNORECASE)
 
 
 class ConfigError(RuntimeError):
@@ -44,17 +54,27 @@ class Settings:
     previous_signing_key: bytes | None
     wrap_up_auto_close_minutes: int
     enforce_schedule: str
+    # The app role an admin's Entra ID principal must carry on /api/manage/*; None: no check.
+    admin_required_role: str | None
+    # Whether App Service authentication is on, i.e. whether X-MS-CLIENT-PRINCIPAL can be trusted.
+    platform_auth_enabled: bool
 
 
 def _signing_key(name: str, value: str | None) -> bytes | None:
     if value is None or value == "":
         return None
+    # Checked before the length: the reference text is long enough to pass as a key.
+    if _KEY_VAULT_REFERENCE.match(value):
+        raise ConfigError(
+            f"{name} is an unresolved Key Vault reference: the app cannot read the secret "
+            "(check the identity's access to the vault and the secret's name)"
+        )
     if len(value) < MIN_SIGNING_KEY_LENGTH:
         raise ConfigError(f"{name} must be at least {MIN_SIGNING_KEY_LENGTH} characters long")
     return value.encode("utf-8")
 
 
-def _positive_int(name: str, value: str | None, default: int) -> int:
+def _minutes(name: str, value: str | None, default: int, maximum: int) -> int:
     if value is None or value.strip() == "":
         return default
     try:
@@ -63,6 +83,8 @@ def _positive_int(name: str, value: str | None, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number of minutes, got {value!r}") from None
     if number < 1:
         raise ConfigError(f"{name} must be at least 1, got {number}")
+    if number > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {number}")
     return number
 
 
@@ -88,16 +110,46 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         previous_signing_key=_signing_key(
             "RECONNECT_PREVIOUS_SIGNING_KEY", environ.get("RECONNECT_PREVIOUS_SIGNING_KEY")
         ),
-        wrap_up_auto_close_minutes=_positive_int(
+        wrap_up_auto_close_minutes=_minutes(
             "WRAP_UP_AUTO_CLOSE_MINUTES",
             environ.get("WRAP_UP_AUTO_CLOSE_MINUTES"),
             DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES,
+            MAX_WRAP_UP_AUTO_CLOSE_MINUTES,
         ),
         enforce_schedule=environ.get("RECONNECT_ENFORCE_SCHEDULE") or DEFAULT_ENFORCE_SCHEDULE,
+        admin_required_role=(environ.get("ADMIN_REQUIRED_ROLE") or "").strip() or None,
+        platform_auth_enabled=(environ.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
     )
 
 
+# Held while the settings are first read, so that concurrent first requests log once.
+_reading = threading.Lock()
+
+
 @functools.cache
+def _loaded() -> Settings | ConfigError:
+    try:
+        return load_settings(os.environ)
+    except ConfigError as error:
+        # Once per process, here: callers only see the error, so no request repeats it.
+        logger.critical(
+            "Configuration error, the app refuses every request (503) until it is fixed "
+            "and the app restarted: %s",
+            error,
+        )
+        return error
+
+
 def get_settings() -> Settings:
-    """The process-wide settings, read from os.environ on first use."""
-    return load_settings(os.environ)
+    """The process-wide settings, read from os.environ on first use; ConfigError (logged
+    once, when first read) while a setting is wrong."""
+    with _reading:
+        loaded = _loaded()
+    if isinstance(loaded, ConfigError):
+        raise ConfigError(str(loaded))
+    return loaded
+
+
+def reload_settings() -> None:
+    """Forget the settings read so far (tests change the environment)."""
+    _loaded.cache_clear()

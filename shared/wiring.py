@@ -96,11 +96,13 @@ def build_service(settings: Settings, table_prefix: str = "") -> App:
 
 
 def get_service() -> App:
-    """The process-wide service, built from the environment on first use."""
+    """The process-wide service, built from the environment on first use; ConfigError
+    while a setting is wrong, even when a service was installed (the app fails closed)."""
     global _service
+    settings = get_settings()
     with _lock:
         if _service is None:
-            _service = build_service(get_settings())
+            _service = build_service(settings)
         return _service
 
 

@@ -178,7 +178,8 @@ def host_url(azurite: Azurite) -> Iterator[str]:
     service the handlers use.
     """
     from function_app import app
-    from local.host import build_app, serve_in_thread
+    from local.app import build_app
+    from local.server import serve_in_thread
 
     environ = {**os.environ, "RECONNECT_ENFORCE_SCHEDULE": "0 0 0 1 1 *"}
     with serve_in_thread(build_app(app, environ)) as url:

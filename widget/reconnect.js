@@ -11,6 +11,9 @@
 // element, and state changes are announced through an aria-live="polite" region.
 
 export const RECONNECT_PARAM = "oc.reconnectid";
+// No reconnect ID the service issues is longer (SPEC ids are at most 128 characters, plus
+// epoch and MAC); a longer one is unavailable whatever it holds.
+export const MAX_LINK_LENGTH = 256;
 const TOKEN_TIMEOUT_MS = 15000;
 let instances = 0;
 
@@ -44,6 +47,29 @@ function errorForStatus(status) {
 export function readReconnectId(href) {
   const value = new URL(href).searchParams.get(RECONNECT_PARAM);
   return value && value.trim() ? value.trim() : null;
+}
+
+/** The page URL without `oc.reconnectid`, or null when it has none. */
+export function withoutReconnectId(href) {
+  const url = new URL(href);
+  if (!url.searchParams.has(RECONNECT_PARAM)) return null;
+  url.searchParams.delete(RECONNECT_PARAM);
+  return url.href;
+}
+
+/**
+ * The path segment for a reconnect ID: percent-encoded, so that "/", "?" or "#" in a
+ * hand-edited link stay inside the segment and the service answers "unavailable". Two kinds
+ * of string cannot travel as a segment and are never a link, so an equally unusable one is
+ * sent instead: a dot segment ("." or "..", which URL parsers remove from a path) goes
+ * encoded twice, and an ID longer than any link is cut to MAX_LINK_LENGTH (Azure refuses
+ * very long URLs before the app sees them).
+ */
+export function linkSegment(reconnectId) {
+  const codePoints = Array.from(reconnectId);
+  const id = codePoints.length > MAX_LINK_LENGTH ? codePoints.slice(0, MAX_LINK_LENGTH).join("") : reconnectId;
+  const encoded = encodeURIComponent(id);
+  return encoded === "." || encoded === ".." ? encoded.replaceAll(".", "%252E") : encoded;
 }
 
 /** "m:ss" (or "h:mm:ss") until `expiresAt`, never negative. */
@@ -133,6 +159,11 @@ export function createReconnectWidget(options = {}) {
   const base = String(apiBase).replace(/\/+$/, "");
   const widgetPath = `/widgets/${encodeURIComponent(widgetId)}`;
   const id = `crw-${++instances}`;
+  // A reconnect ID is a credential (SPEC 2.3): read it once, then take it out of the address
+  // bar and the session history so it is not bookmarked, shared or shown over a shoulder.
+  const linkId = readReconnectId(window.location.href);
+  const cleanUrl = withoutReconnectId(window.location.href);
+  if (cleanUrl !== null) window.history.replaceState(window.history.state, "", cleanUrl);
 
   const live = element("div", {
     className: "crw-visually-hidden",
@@ -311,7 +342,7 @@ export function createReconnectWidget(options = {}) {
     showLoading("Reconnecting to your conversation…");
     const answer = await call(
       "POST",
-      `${widgetPath}/reconnect/${encodeURIComponent(reconnectId)}`,
+      `${widgetPath}/reconnect/${linkSegment(reconnectId)}`,
       token,
     );
     if (run !== generation) return;
@@ -332,7 +363,7 @@ export function createReconnectWidget(options = {}) {
     showLoading("Ending your previous conversation…");
     const answer = await call(
       "POST",
-      `${widgetPath}/reconnect/${encodeURIComponent(found.reconnectId)}/decline`,
+      `${widgetPath}/reconnect/${linkSegment(found.reconnectId)}/decline`,
       token,
     );
     if (run !== generation) return;
@@ -379,13 +410,9 @@ export function createReconnectWidget(options = {}) {
       token = await obtainToken(getAuthenticationToken);
       if (current !== generation) return;
     }
-    const reconnectId = readReconnectId(window.location.href);
+    const reconnectId = linkId;
     if (reconnectId) {
-      const answer = await call(
-        "GET",
-        `${widgetPath}/reconnect/${encodeURIComponent(reconnectId)}`,
-        token,
-      );
+      const answer = await call("GET", `${widgetPath}/reconnect/${linkSegment(reconnectId)}`, token);
       if (current !== generation) return;
       if (answer.status !== 200 || !answer.data) throw errorForStatus(answer.status);
       const context = answer.data;

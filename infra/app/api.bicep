@@ -17,6 +17,10 @@ param enforceSchedule string
 param maximumInstanceCount int
 param instanceMemoryMB int
 param zoneRedundant bool
+// The admin app registration (main.bicep); an empty client id leaves authentication off.
+param adminClientId string
+param adminTenantId string
+param adminAppRole string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -28,6 +32,8 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 
 var tablesEndpoint = 'https://${storageAccountName}.table.${environment().suffixes.storage}'
 var previousSigningKey = empty(previousSigningKeyVersion) ? '' : '@Microsoft.KeyVault(SecretUri=${signingKeySecretUri}/${previousSigningKeyVersion})'
+
+var adminSignIn = !empty(adminClientId)
 
 var appSettings = {
   // Host storage, identity-based: the account has no usable keys.
@@ -45,6 +51,8 @@ var appSettings = {
   RECONNECT_PREVIOUS_SIGNING_KEY: previousSigningKey
   WRAP_UP_AUTO_CLOSE_MINUTES: string(wrapUpAutoCloseMinutes)
   RECONNECT_ENFORCE_SCHEDULE: enforceSchedule
+  // The admin routes trust App Service's forwarded principal only with this role (shared/api/admin_auth.py).
+  ADMIN_REQUIRED_ROLE: adminSignIn ? adminAppRole : ''
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -83,7 +91,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       cors: {
         allowedOrigins: corsAllowedOrigins
@@ -130,6 +137,16 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     properties: {
       allow: false
     }
+  }
+}
+
+// Microsoft Entra ID in front of the admin routes, only when an admin app registration is given.
+module adminAuthentication 'admin-auth.bicep' = if (adminSignIn) {
+  name: 'admin-auth'
+  params: {
+    functionAppName: functionApp.name
+    clientId: adminClientId
+    tenantId: adminTenantId
   }
 }
 

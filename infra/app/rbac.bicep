@@ -7,8 +7,9 @@ param keyVaultName string
 
 // Built-in role definition ids (the same in every tenant).
 var roles = {
-  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // host storage and the deployment package
-  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // host storage (queues the runtime uses)
+  // Host storage and the deployment package: the host's documented minimum for identity-based
+  // AzureWebJobsStorage. No queue role: nothing here triggers on a queue or uses Durable Functions.
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // the product's tables
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Entra ID authenticated telemetry
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // the Key Vault reference to the signing key
@@ -16,7 +17,6 @@ var roles = {
 
 var storageRoles = [
   roles.storageBlobDataOwner
-  roles.storageQueueDataContributor
   roles.storageTableDataContributor
 ]
 

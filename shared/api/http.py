@@ -16,9 +16,10 @@ from typing import Any, TypeVar, cast
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from shared.api.errors import BodyTooLarge, MalformedRequest, UnsupportedContentType
+from shared.api.errors import BodyTooLarge, MalformedRequest, Misconfigured, UnsupportedContentType
 from shared.api.problems import SECURITY_HEADERS, internal_error_response, problem_response
 from shared.api.schemas import ID_PATTERN
+from shared.config import ConfigError, get_settings
 from shared.domain.errors import ChatReconnectError, FieldProblem, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def endpoint(bp: func.Blueprint, operation: Operation) -> Callable[[Handler], Ha
     def decorator(handler: Handler) -> Handler:
         def run(req: func.HttpRequest) -> func.HttpResponse:
             try:
+                require_settings()
                 return handler(req)
             except ChatReconnectError as error:
                 return problem_response(error)
@@ -91,6 +93,17 @@ def endpoint(bp: func.Blueprint, operation: Operation) -> Callable[[Handler], Ha
         return cast(Handler, registered)
 
     return decorator
+
+
+def require_settings() -> None:
+    """Misconfigured while an app setting is wrong: every route fails closed, even those
+    that need no setting, so that nothing looks healthy (the log names the setting)."""
+    try:
+        get_settings()
+    except ConfigError:
+        raise Misconfigured(
+            "The service is not configured correctly; its operators have been told."
+        ) from None
 
 
 def blueprint() -> func.Blueprint:
@@ -117,6 +130,19 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class JsonTooDeep(ValueError):
+    """JSON nested deeper than the parser's recursion allows."""
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Parsed JSON, or ValueError: not JSON (or UTF-8), NaN/Infinity, or nested too deeply
+    (JsonTooDeep; the parser recurses per level and would raise RecursionError)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise JsonTooDeep("JSON nested too deeply") from None
+
+
 def json_body(req: func.HttpRequest, media_types: tuple[str, ...] = (JSON,)) -> Any:
     """The parsed JSON body: 413 when too large, 415 for another media type, 400 if malformed."""
     body = req.get_body() or b""
@@ -126,8 +152,10 @@ def json_body(req: func.HttpRequest, media_types: tuple[str, ...] = (JSON,)) -> 
     if media_type not in media_types:
         raise UnsupportedContentType(f"Send the body as {' or '.join(media_types)}.")
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
+        return loads_json(body.decode("utf-8"))
+    except JsonTooDeep:
+        raise MalformedRequest("The body's JSON is nested too deeply.") from None
+    except ValueError:  # UnicodeDecodeError is one
         raise MalformedRequest("The body is not valid JSON.") from None
 
 

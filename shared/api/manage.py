@@ -1,24 +1,29 @@
-"""Admin routes: per-widget reconnection settings (auth level FUNCTION)."""
+"""Admin routes: per-widget reconnection settings (auth level FUNCTION, and in Azure the
+admin's Entra ID app role: shared/api/admin_auth.py)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
 
+from shared.api.admin_auth import require_admin
 from shared.api.errors import MalformedRequest
 from shared.api.http import (
     JSON,
     MERGE_PATCH,
     Answer,
+    Handler,
     Operation,
     blueprint,
     endpoint,
     json_body,
     json_response,
+    loads_json,
     no_content,
     parse,
     path_id,
@@ -27,6 +32,7 @@ from shared.api.http import (
 from shared.api.preconditions import precondition
 from shared.api.schemas import Problem, WidgetSettingsBody, WidgetSettingsList, WidgetSettingsView
 from shared.api.views import widget_from_body, widget_view
+from shared.config import get_settings
 from shared.domain.errors import FieldProblem, InvalidInput
 from shared.wiring import get_service
 
@@ -39,11 +45,28 @@ MAX_PAGE_SIZE = 1000
 ROUTE = "manage/widgets/{widgetId}"
 _problems = (
     Answer(400, "Bad id or malformed JSON", Problem, True),
-    Answer(503, "Storage unavailable", Problem, True),
+    Answer(401, "In Azure: no admin sign-in (Microsoft Entra ID)", Problem, True),
+    Answer(403, "In Azure: the admin app role is missing", Problem, True),
+    Answer(503, "Storage unavailable, or admin sign-in misconfigured", Problem, True),
 )
 _etag_header = (("ETag", "Version of the settings, for If-Match"),)
 _if_match = (("If-Match", {"type": "string"}),)
 _if_none_match = (("If-None-Match", {"type": "string", "enum": ["*"]}),)
+
+
+def admin_endpoint(operation: Operation) -> Callable[[Handler], Handler]:
+    """`endpoint` for an admin route: the admin check runs before the handler, every time."""
+
+    def decorator(handler: Handler) -> Handler:
+        def guarded(req: func.HttpRequest) -> func.HttpResponse:
+            settings = get_settings()
+            require_admin(req.headers, settings.admin_required_role, settings.platform_auth_enabled)
+            return handler(req)
+
+        guarded.__doc__ = handler.__doc__
+        return endpoint(bp, operation)(guarded)
+
+    return decorator
 
 
 def _encode_token(token: Any) -> str:
@@ -52,8 +75,8 @@ def _encode_token(token: Any) -> str:
 
 def _decode_token(text: str) -> Any:
     try:
-        token = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, binascii.Error):
+        token = loads_json(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error):  # loads_json's errors, deep nesting too
         token = None
     # Only the shape the SDK gives us (and nextLink carries) may reach it: anything else
     # would fail deep in the SDK (500) or silently restart the listing.
@@ -73,7 +96,8 @@ def _decode_token(text: str) -> Any:
 def _page_size(text: str | None) -> int:
     if text is None:
         return DEFAULT_PAGE_SIZE
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE:
+    # isascii: isdigit also accepts digits int() refuses, such as "²".
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE_SIZE:
         raise MalformedRequest(
             "top must be a whole number from 1 to 1000.",
             (FieldProblem("top", f"must be a whole number from 1 to {MAX_PAGE_SIZE}"),),
@@ -87,8 +111,7 @@ def _settings_response(
     return json_response(widget, status, {"ETag": etag})
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_list_widgets",
         method="GET",
@@ -116,8 +139,7 @@ def list_widgets(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(body)
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_get_widget",
         method="GET",
@@ -139,8 +161,7 @@ def get_widget(req: func.HttpRequest) -> func.HttpResponse:
     return _settings_response(widget_view(found.value), found.etag)
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_put_widget",
         method="PUT",
@@ -154,7 +175,7 @@ def get_widget(req: func.HttpRequest) -> func.HttpResponse:
             Answer(200, "Replaced", WidgetSettingsView),
             Answer(201, "Created", WidgetSettingsView),
             Answer(412, "Precondition failed", Problem, True),
-            Answer(413, "Body over 64 KiB", Problem, True),
+            Answer(413, "Body over 64 KiB, or authentication too large to store", Problem, True),
             Answer(415, "Not JSON", Problem, True),
             Answer(422, "Invalid settings", Problem, True),
             *_problems,
@@ -189,8 +210,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
     return merged
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_patch_widget",
         method="PATCH",
@@ -204,7 +224,7 @@ def _merge_patch(target: Any, patch: Any) -> Any:
             Answer(200, "Updated", WidgetSettingsView),
             Answer(404, "Unknown widget", Problem, True),
             Answer(412, "Precondition failed", Problem, True),
-            Answer(413, "Body over 64 KiB", Problem, True),
+            Answer(413, "Body over 64 KiB, or authentication too large to store", Problem, True),
             Answer(415, "Not a merge patch", Problem, True),
             Answer(422, "Invalid settings", Problem, True),
             *_problems,
@@ -234,8 +254,7 @@ def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
     return _settings_response(widget_view(saved.value), saved.etag)
 
 
-@endpoint(
-    bp,
+@admin_endpoint(
     Operation(
         name="manage_delete_widget",
         method="DELETE",

@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+# A wrong setting lasts until an operator fixes it and the app restarts.
+MISCONFIGURED_RETRY_AFTER_SECONDS = 60
 # On every API answer: answers carry reconnect IDs and conversation state, so no browser or
 # proxy may keep them, and no browser may sniff a JSON body into something it renders.
 SECURITY_HEADERS: Mapping[str, str] = {
@@ -27,12 +29,20 @@ SECURITY_HEADERS: Mapping[str, str] = {
 _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
     (request_errors.MalformedRequest, 400, "bad-request", "The request is malformed"),
     (errors.InvalidCustomerToken, 401, "unauthorized", "A valid customer token is required"),
+    (
+        request_errors.AdminSignInRequired,
+        401,
+        "admin-sign-in-required",
+        "An admin sign-in is required",
+    ),
+    (request_errors.Forbidden, 403, "forbidden", "The caller lacks the required role"),
     (errors.UnknownResource, 404, "not-found", "Not found"),
     (errors.InvalidTransition, 409, "invalid-transition", "The event does not apply now"),
     (errors.StateConflict, 409, "conflict", "Conflicts with the current state"),
     (errors.LinkUnavailable, 410, "reconnect-unavailable", "Reconnect is not available"),
     (errors.PreconditionMismatch, 412, "precondition-failed", "Precondition failed"),
     (request_errors.BodyTooLarge, 413, "payload-too-large", "The body is too large"),
+    (errors.TooLargeToStore, 413, "too-large-to-store", "Too large to store"),
     (
         request_errors.UnsupportedContentType,
         415,
@@ -40,7 +50,15 @@ _PROBLEMS: list[tuple[type[errors.ChatReconnectError], int, str, str]] = [
         "Unsupported content type",
     ),
     (errors.InvalidInput, 422, "validation-failed", "The request is not valid"),
+    (errors.StorageRefused, 422, "storage-refused", "Storage refused the value"),
     (errors.StorageUnavailable, 503, "storage-unavailable", "Storage is unavailable"),
+    (
+        request_errors.AdminSignInMisconfigured,
+        503,
+        "admin-sign-in-misconfigured",
+        "Admin sign-in is not configured correctly",
+    ),
+    (request_errors.Misconfigured, 503, "misconfigured", "The service is not configured correctly"),
 ]
 
 
@@ -75,7 +93,13 @@ def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], 
         "detail": error.detail,
     }
     headers: dict[str, str] = {}
-    if isinstance(error, request_errors.MalformedRequest | errors.InvalidInput) and error.errors:
+    if (
+        isinstance(
+            error,
+            request_errors.MalformedRequest | errors.InvalidInput | errors.TooLargeToStore,
+        )
+        and error.errors
+    ):
         body["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
     if isinstance(error, errors.InvalidTransition | errors.StateConflict) and error.state:
         body["state"] = error.state
@@ -83,8 +107,12 @@ def problem_for(error: errors.ChatReconnectError) -> tuple[int, dict[str, Any], 
         body["redirectUrl"] = error.redirect_url
     if isinstance(error, errors.InvalidCustomerToken):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if isinstance(error, request_errors.AdminSignInRequired):
+        headers["WWW-Authenticate"] = "Bearer"
     if isinstance(error, errors.StorageUnavailable):
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if isinstance(error, request_errors.Misconfigured):
+        headers["Retry-After"] = str(MISCONFIGURED_RETRY_AFTER_SECONDS)
     return status, body, headers
 
 

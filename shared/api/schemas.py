@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -19,13 +20,32 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from shared.domain.auth import load_public_key
-from shared.domain.conversation import EndReason, EventType, State
+from shared.domain.conversation import MAX_EVENT_ID_LENGTH, EndReason, EventType, State
 from shared.domain.errors import FieldProblem, InvalidInput
+from shared.domain.links import MAX_QUICK_REPLY_LENGTH
 from shared.domain.urls import check_url
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+
+
+def _printable(value: str) -> str:
+    """`value` unless it holds a control character or an unpaired surrogate (ValueError).
+
+    Neither belongs in a name or an id, and both are costly or invalid where the value is
+    stored: JSON escapes a control character as six characters, and an unpaired surrogate
+    (only reachable through a `\\uD8xx` escape) is not text at all.
+    """
+    if any(
+        ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xDFFF for ch in value
+    ):
+        raise ValueError("must not contain control characters or unpaired surrogates")
+    return value
+
+
+# Names and ids the app keeps (issuer, kid, eventId, customerId) are printable text.
+Printable = AfterValidator(_printable)
 
 
 def format_utc(moment: datetime) -> str:
@@ -59,7 +79,7 @@ class RequestModel(Model):
 
 
 class PublicKeyModel(RequestModel):
-    kid: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    kid: Annotated[str, StringConstraints(min_length=1, max_length=128), Printable]
     pem: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 
     @field_validator("pem")
@@ -70,8 +90,10 @@ class PublicKeyModel(RequestModel):
 
 
 class AuthenticationModel(RequestModel):
-    issuer: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-    audience: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    issuer: Annotated[str, StringConstraints(min_length=1, max_length=2048), Printable]
+    audience: Annotated[str, StringConstraints(min_length=1, max_length=2048), Printable] | None = (
+        None
+    )
     public_keys: Annotated[list[PublicKeyModel], Field(min_length=1, max_length=10)]
 
     @field_validator("public_keys")
@@ -167,7 +189,10 @@ class EventBody(Model):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, strict=True)
 
     type: EventType
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    event_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_ID_LENGTH), Printable]
+        | None
+    ) = None
     agent_id: Id | None = None
 
     @model_validator(mode="after")
@@ -191,7 +216,7 @@ class EventBody(Model):
 
 
 class QuickReplyBody(RequestModel):
-    text: Annotated[str, StringConstraints(max_length=32768)]
+    text: Annotated[str, StringConstraints(max_length=MAX_QUICK_REPLY_LENGTH)]
 
 
 class QuickReplyView(Model):

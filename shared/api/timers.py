@@ -8,6 +8,7 @@ import logging
 import azure.functions as func
 
 from shared.api.http import blueprint
+from shared.config import ConfigError
 from shared.wiring import get_service
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,13 @@ bp = blueprint()
 )
 def enforce_time_limits(timer: func.TimerRequest) -> None:
     """Wrap up expired sessions, auto-close old wrap-ups, release capacity; log one line."""
-    report = get_service().timer.run(past_due=timer.past_due)
+    try:
+        app = get_service()
+    except ConfigError:
+        # Fail closed: no work with a wrong setting. The error was logged once, when the
+        # settings were first read; a line per run would bury it.
+        return
+    report = app.timer.run(past_due=timer.past_due)
     summary = {
         "event": "enforce_time_limits",
         "expired": report.expired,
@@ -33,6 +40,7 @@ def enforce_time_limits(timer: func.TimerRequest) -> None:
         "pending": report.pending,
         "errors": report.errors,
         "cleanupErrors": report.cleanup_errors,
+        "renewed": report.renewed,
         "capacityReleased": report.capacity_released,
         "capacityChecked": report.capacity_checked,
         "capacityCheckErrors": report.capacity_check_errors,

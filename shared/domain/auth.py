@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -26,6 +27,8 @@ def load_public_key(pem: str) -> RSAPublicKey:
     """The RSA public key in `pem`, or ValueError saying why it cannot be used."""
     try:
         key = load_pem_public_key(pem.encode("utf-8"))
+    except UnsupportedAlgorithm:
+        raise ValueError("names a key type or curve that is not supported (use RSA)") from None
     except (ValueError, TypeError, UnicodeEncodeError):
         raise ValueError("is not a PEM-encoded public key that can be loaded") from None
     if not isinstance(key, RSAPublicKey):
@@ -110,5 +113,16 @@ def customer_id_from_token(token: str, authentication: Authentication) -> str:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 256:
             raise InvalidCustomerToken("The customer token's 'sub' claim is invalid.")
+        if not _is_unicode_text(subject):
+            raise InvalidCustomerToken("The customer token's 'sub' claim is invalid.")
         return subject
     raise InvalidCustomerToken(failure)
+
+
+def _is_unicode_text(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON allows `\\ud800`; UTF-8 cannot hold it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -11,10 +11,14 @@ from enum import StrEnum
 from shared.domain.errors import InvalidTransition
 from shared.domain.settings import WidgetSettings
 
-# How many applied eventIds a conversation remembers for safe retries. Platforms retry
-# within seconds, so the most recent few dozen are what matters; the bound keeps the
-# entity far below Table storage's 64 KiB property limit.
+# How many applied eventIds a conversation remembers for safe retries: a retry of any of
+# the last EVENT_ID_MEMORY distinct eventIds applied to it is recognised, an older one is
+# judged again. Platforms retry within seconds, so the most recent few dozen are what
+# matters. With MAX_EVENT_ID_LENGTH printable characters each (at most 2 UTF-16 units a
+# character as stored), the memory takes at most 16,577 of the 32,768 UTF-16 units Table
+# storage allows a property (tests/integration/test_azure_limits.py).
 EVENT_ID_MEMORY = 64
+MAX_EVENT_ID_LENGTH = 128
 
 
 class State(StrEnum):

@@ -111,6 +111,18 @@ class VersionNotNamed(PreconditionMismatch):
         super().__init__("The current version is none of those the caller named.")
 
 
+class TooLargeToStore(ChatReconnectError):
+    """A value is larger than Table storage accepts; `errors` names its field when known."""
+
+    def __init__(self, detail: str, errors: tuple[FieldProblem, ...] = ()) -> None:
+        super().__init__(detail)
+        self.errors = errors
+
+
+class StorageRefused(ChatReconnectError):
+    """Table storage refused to store a value for a reason other than its size."""
+
+
 class StorageUnavailable(ChatReconnectError):
     """Table storage cannot be reached right now; the caller may retry shortly."""
 

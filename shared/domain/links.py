@@ -15,11 +15,15 @@ import re
 from dataclasses import dataclass
 
 from shared.domain.conversation import Conversation
+from shared.domain.errors import FieldProblem, InvalidInput
 from shared.domain.settings import WidgetSettings
 from shared.domain.urls import with_query_param
 
 RECONNECT_PARAM = "oc.reconnectid"
 QUICK_REPLY_SLUG = "{ReconnectUrl{ReconnectID}}"
+# The most characters a quick reply may have, as sent and as rendered: each slug grows by
+# the link's length (up to ~2.2 K), so a text of slugs would otherwise render to megabytes.
+MAX_QUICK_REPLY_LENGTH = 32768
 KID_LENGTH = 6
 MAC_LENGTH = 32  # base64url characters: 192 bits of the HMAC
 MAX_RECONNECT_ID_LENGTH = 128 + 1 + 10 + 1 + KID_LENGTH + MAC_LENGTH
@@ -126,5 +130,17 @@ def reconnect_url(widget: WidgetSettings, reconnect_id: str) -> str | None:
 
 
 def render_quick_reply(text: str, url: str) -> str:
-    """The agent's text with every `{ReconnectUrl{ReconnectID}}` slug replaced by the link."""
+    """The agent's text with every `{ReconnectUrl{ReconnectID}}` slug replaced by the link;
+    InvalidInput naming `text` when that would exceed MAX_QUICK_REPLY_LENGTH."""
+    length = len(text) + text.count(QUICK_REPLY_SLUG) * (len(url) - len(QUICK_REPLY_SLUG))
+    if length > MAX_QUICK_REPLY_LENGTH:
+        raise InvalidInput(
+            (
+                FieldProblem(
+                    "text",
+                    f"would be {length} characters with the link inserted; "
+                    f"at most {MAX_QUICK_REPLY_LENGTH}",
+                ),
+            )
+        )
     return text.replace(QUICK_REPLY_SLUG, url)

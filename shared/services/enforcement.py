@@ -73,6 +73,9 @@ class EnforcementReport:
     # Rows whose outcome was written but whose index rows could not be cleaned up (the next
     # run finishes it).
     cleanup_errors: int = 0
+    # Done rows a writer put again between this run's read and its delete: kept, and judged
+    # again by the next run (the checkpoint waits for them).
+    renewed: int = 0
     # Capacity checks done (index row made to agree with the conversation), and failed.
     capacity_checked: int = 0
     capacity_check_errors: int = 0
@@ -134,7 +137,10 @@ class TimeLimitEnforcer:
                 pool.map(lambda chunk: self._settle(chunk, now), self._chunks(decided, len(rows)))
             )
         lowest_pending = report.last_bucket
-        for outcomes, cleaned in settled:
+        for outcomes, cleaned, renewed in settled:
+            for row in renewed:
+                report.renewed += 1
+                lowest_pending = min(lowest_pending, row.bucket)
             for row, result in outcomes:
                 outcome, release, lateness = result.outcome, result.release, result.lateness
                 if not cleaned:
@@ -181,15 +187,22 @@ class TimeLimitEnforcer:
 
     def _settle(
         self, chunk: list[tuple[DueRow, RowResult | Expiry]], now: datetime
-    ) -> tuple[list[tuple[DueRow, RowResult]], bool]:
+    ) -> tuple[list[tuple[DueRow, RowResult]], bool, list[DueRow]]:
         """Write one chunk's outcomes and keep the indexes in step: what happened to each
-        row, and whether the index cleanup succeeded.
+        row, whether the index cleanup succeeded, and the done rows kept because a writer
+        put them again since they were read.
 
         In order: the due rows the outcomes need (a wrap-up's auto-close), in batches and
         before any outcome is written, so that a crash never hides a wrap-up from the timer;
         the outcomes, each conditionally; then, in batches, the released agents' capacity
-        rows and the due rows that are done. Never raises: if the cleanup fails, the rows
-        stay indexed and the next run finds them stale and finishes it.
+        rows and the due rows that are done, each only as read (a writer may have renewed
+        it for a new due time in the same minute). Never raises: if the cleanup fails, the
+        rows stay indexed and the next run finds them stale and finishes it.
+
+        The capacity rows are deleted whatever their version: they are released only for
+        a conversation in wrap_up or closed, which never holds an agent again (wrap-up
+        only goes on to closed, closed is terminal: tests/unit/test_domain_properties.py),
+        so no writer re-creates them.
         """
         created = self.writer.create_due_rows(
             verdict for _, verdict in chunk if isinstance(verdict, Expiry)
@@ -203,11 +216,11 @@ class TimeLimitEnforcer:
             if result.outcome is not None and result.outcome is not RowOutcome.PENDING:
                 done.append(row)
         try:
-            self.writer.release(releases, done)
+            renewed = self.writer.release(releases, done)
         except Exception:
             logger.exception("Could not clean up the timer's index rows")
-            return outcomes, False
-        return outcomes, True
+            return outcomes, False, []
+        return outcomes, True, renewed
 
     def _check_capacity(self, report: EnforcementReport) -> None:
         """Make capacity rows agree with their conversations where a write noted a change.

@@ -3,8 +3,11 @@ prompt's "continue your last conversation?"."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.domain import conversation as domain
 from shared.domain.auth import bearer_token, customer_id_from_token
@@ -18,8 +21,15 @@ from shared.services.settings import read_widget
 from shared.services.writes import CHANGING_TOO_FAST
 from shared.storage.entities import Versioned
 
-# How many of a customer's newest conversations the prompt considers.
-PROMPT_CANDIDATES = 20
+logger = logging.getLogger(__name__)
+
+# The prompt's bound: how many of a customer's conversations (per customer key, newest
+# created first) it reads at most, and how many index rows it asks for a page. The index
+# holds a customer's conversations until they close (wrap-ups auto-close), so only a
+# customer with more than this many open, active or wrap-up conversations on one widget
+# at once can have one left out: the oldest created, logged as a warning.
+PROMPT_MAX_CANDIDATES = 100
+PROMPT_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,14 @@ class ReconnectUseCases(ConversationCases):
         retry_lost_races(attempt, CHANGING_TOO_FAST)
 
     def reconnectable(self, session: CustomerSession) -> Reconnectable | None:
-        """The authenticated customer's most recently connected conversation that can continue."""
+        """The authenticated customer's most recently connected conversation that can continue.
+
+        The customer index is ordered by creation, not by last connection: an older
+        conversation may have been disconnected last, so every page is read, up to
+        PROMPT_MAX_CANDIDATES conversations per customer key. A still-connected one counts
+        as now, the latest possible, and the first found wins a tie, so the search stops at
+        the first connected one: no row after it can change the answer.
+        """
         widget = session.widget
         if widget.authentication is None or session.customer_id is None:
             raise NotAnAuthenticatedWidget(widget.widget_id)
@@ -119,22 +136,41 @@ class ReconnectUseCases(ConversationCases):
         keys = self.signer.customer_keys(widget.widget_id, session.customer_id)
         best: Conversation | None = None
         for key in keys:
-            for conversation_id in self.store.customer_conversations(
-                widget.widget_id, key, PROMPT_CANDIDATES
-            ):
-                found = self.store.get_conversation(conversation_id)
-                if found is None:
-                    continue
-                conversation = found.value
+            for conversation in self._customer_conversations(widget.widget_id, key):
                 if conversation.customer_key not in keys:
                     continue
                 if not domain.can_continue(conversation, widget, now):
                     continue
                 if best is None or _last_connected(conversation, now) > _last_connected(best, now):
                     best = conversation
+                if best.customer_connected:
+                    return Reconnectable(self.signer.reconnect_id(best), best)
         if best is None:
             return None
         return Reconnectable(self.signer.reconnect_id(best), best)
+
+    def _customer_conversations(self, widget_id: str, customer_key: str) -> Iterator[Conversation]:
+        """A customer's conversations on a widget, newest created first, read page by page
+        as the caller asks for them, at most PROMPT_MAX_CANDIDATES."""
+        read = 0
+        continuation: Any | None = None
+        while True:
+            ids, continuation = self.store.customer_conversations(
+                widget_id, customer_key, PROMPT_PAGE_SIZE, continuation
+            )
+            for conversation_id in ids:
+                if read == PROMPT_MAX_CANDIDATES:
+                    logger.warning(
+                        "The prompt considered a customer's %d newest conversations only",
+                        PROMPT_MAX_CANDIDATES,
+                    )
+                    return
+                read += 1
+                found = self.store.get_conversation(conversation_id)
+                if found is not None:
+                    yield found.value
+            if continuation is None:
+                return
 
     def _resolve_link(
         self, session: CustomerSession, reconnect_id: str

@@ -173,11 +173,17 @@ class ConversationWriter:
         unless someone has upserted it since (the careful path, or a writer that needs it)."""
         self.store.delete_due_if_unchanged(*key, etag)
 
-    def release(self, releases: Mapping[str, list[str]], done: Iterable[DueRow]) -> None:
-        """Step 5 for a batch: the released agents' capacity rows and the due rows done."""
+    def release(self, releases: Mapping[str, list[str]], done: Iterable[DueRow]) -> list[DueRow]:
+        """Step 5 for a batch: the released agents' capacity rows and the due rows done,
+        each due row only as the timer read it; the rows kept because a writer renewed them.
+
+        The capacity rows are deleted whatever their version: they are released only for a
+        conversation in wrap_up or closed, which never holds an agent again, so no writer
+        re-creates them.
+        """
         for agent_id, conversation_ids in releases.items():
             self.store.delete_capacity(agent_id, conversation_ids)
-        self.store.delete_due(done)
+        return self.store.delete_due(done)
 
     def align_capacity_row(self, conversation_id: str, agent_id: str) -> None:
         """The agent's row for the conversation exists iff the conversation holds the agent."""
@@ -188,7 +194,8 @@ class ConversationWriter:
             self.store.delete_capacity(agent_id, [conversation_id])
 
     def forget_capacity_checks(self, checks: Iterable[CapacityCheck]) -> None:
-        """Remove capacity-check notes the timer has done."""
+        """Remove capacity-check notes the timer has done, each only as read (a note written
+        again meanwhile stays for the next run)."""
         self.store.delete_capacity_checks(checks)
 
     # --- the steps ----------------------------------------------------------------------

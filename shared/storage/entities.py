@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from shared.domain.conversation import Conversation, EndReason, State
+from shared.domain.errors import FieldProblem, TooLargeToStore
 from shared.domain.settings import Authentication, PublicKey, WidgetSettings
+from shared.storage import table_wire
 
 T = TypeVar("T")
 
@@ -20,6 +22,10 @@ CONVERSATION_ROW = "c"
 SNAPSHOT_ETAG = "snapshotEtag"
 # Inverted-time row keys sort newest first; this bound is far beyond any real date.
 _INVERT_BASE = 10**13
+# Azure Table storage refuses a string property over 64 KiB, counted in UTF-16 code units
+# of 2 bytes (Azurite enforces the same bound). JSON held in a property is checked against
+# it before a write, so an oversized value is refused up front, naming its field.
+MAX_STRING_UNITS = 32 * 1024
 
 
 def due_bucket(moment: datetime) -> str:
@@ -60,6 +66,31 @@ def _utc(value: Any) -> datetime | None:
     )
 
 
+def utf16_units(text: str) -> int:
+    """How many UTF-16 code units `text` takes: the unit of Table storage's string limits."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _json_property(value: Any, field: str) -> str:
+    """`value` as compact JSON for one string property, or TooLargeToStore naming `field`.
+
+    Not ASCII-escaped: an escape costs 6 units a character (12 for a surrogate pair),
+    where the character itself costs 1 or 2.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    units = utf16_units(text)
+    if units > MAX_STRING_UNITS:
+        raise TooLargeToStore(
+            f"'{field}' takes {units} UTF-16 code units as stored; at most {MAX_STRING_UNITS}.",
+            (
+                FieldProblem(
+                    field, f"is too large to store (at most {MAX_STRING_UNITS} UTF-16 units)"
+                ),
+            ),
+        )
+    return text
+
+
 def _without_none(entity: dict[str, Any]) -> dict[str, Any]:
     # Table storage has no null; an absent property reads back as None.
     return {key: value for key, value in entity.items() if value is not None}
@@ -68,14 +99,15 @@ def _without_none(entity: dict[str, Any]) -> dict[str, Any]:
 def widget_to_entity(widget: WidgetSettings) -> dict[str, Any]:
     authentication = None
     if widget.authentication is not None:
-        authentication = json.dumps(
+        authentication = _json_property(
             {
                 "issuer": widget.authentication.issuer,
                 "audience": widget.authentication.audience,
                 "publicKeys": [
                     {"kid": key.kid, "pem": key.pem} for key in widget.authentication.public_keys
                 ],
-            }
+            },
+            "authentication",
         )
     return _without_none(
         {
@@ -129,7 +161,7 @@ def conversation_to_entity(conversation: Conversation) -> dict[str, Any]:
             "linkEpoch": conversation.link_epoch,
             "createdAt": conversation.created_at,
             "updatedAt": conversation.updated_at,
-            "eventIds": json.dumps(list(conversation.event_ids))
+            "eventIds": _json_property(list(conversation.event_ids), "eventId")
             if conversation.event_ids
             else None,
         }
@@ -171,12 +203,14 @@ class DueRow:
 
     `snapshot`, when present, is the conversation as it was right after the write that set
     this due time, with that write's ETag: a write conditional on that ETag succeeds only
-    while the conversation is still exactly the snapshot (see `put_due_snapshot`).
+    while the conversation is still exactly the snapshot (see `put_due_snapshot`). `etag`
+    is the row's own, as read: the timer deletes only the version it judged (`delete_due`).
     """
 
     bucket: str
     conversation_id: str
     snapshot: Versioned[Conversation] | None = field(default=None, compare=False)
+    etag: str | None = field(default=None, compare=False)
 
 
 def due_row_from_entity(entity: Mapping[str, Any]) -> DueRow:
@@ -185,17 +219,20 @@ def due_row_from_entity(entity: Mapping[str, Any]) -> DueRow:
     if entity.get(SNAPSHOT_ETAG):
         value = conversation_from_entity({**entity, "PartitionKey": conversation_id})
         snapshot = Versioned(value, str(entity[SNAPSHOT_ETAG]))
-    return DueRow(bucket, conversation_id, snapshot)
+    etag = entity.get(table_wire.ETAG)
+    return DueRow(bucket, conversation_id, snapshot, None if etag is None else str(etag))
 
 
 @dataclass(frozen=True)
 class CapacityCheck:
     """A note for the timer: from this minute on, make the agent's capacity row for this
-    conversation agree with the conversation (see ConversationWriter._note_capacity_change)."""
+    conversation agree with the conversation (see ConversationWriter._note_capacity_change);
+    `etag`: the note's as read, so that a note written again meanwhile is not deleted."""
 
     bucket: str
     conversation_id: str
     agent_id: str
+    etag: str | None = field(default=None, compare=False)
 
     @property
     def row_key(self) -> str:

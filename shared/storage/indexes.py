@@ -27,6 +27,7 @@ from shared.storage.entities import (
     customer_row,
     due_bucket,
     due_row_from_entity,
+    etag_of,
 )
 from shared.storage.table_wire import MAX_OPERATIONS, Operation, TransactionRefused, quoted
 from shared.storage.tables import TableBase, translate_errors
@@ -78,13 +79,25 @@ class IndexTables(TableBase):
         return [due_row_from_entity(entity) for entity in entities]
 
     @translate_errors
-    def delete_due(self, rows: Iterable[DueRow]) -> None:
-        """Delete index rows, batched per bucket, at most MAX_OPERATIONS per transaction."""
-        by_bucket: dict[str, list[str]] = {}
+    def delete_due(self, rows: Iterable[DueRow]) -> list[DueRow]:
+        """Delete index rows, each only if unchanged since read (its ETag), batched per
+        bucket; the rows kept because a writer put them again meanwhile.
+
+        A row judged done may have been renewed by a writer between the timer's read and
+        this delete (its due row put, then its conversation written): deleting that version
+        would hide the conversation from the timer for good, so it stays to be judged again.
+        """
+        by_bucket: dict[str, list[DueRow]] = {}
         for row in rows:
-            by_bucket.setdefault(row.bucket, []).append(row.conversation_id)
-        for bucket, row_keys in by_bucket.items():
-            self._delete_rows("due", bucket, row_keys)
+            by_bucket.setdefault(row.bucket, []).append(row)
+        kept: list[DueRow] = []
+        for bucket, bucket_rows in by_bucket.items():
+            by_key = {row.conversation_id: row for row in bucket_rows}
+            changed = self._delete_rows(
+                "due", bucket, [(row.conversation_id, row.etag) for row in bucket_rows]
+            )
+            kept.extend(by_key[key] for key in changed)
+        return kept
 
     @translate_errors
     def put_due_rows(self, rows: Iterable[tuple[datetime, str]]) -> dict[tuple[str, str], str]:
@@ -129,7 +142,7 @@ class IndexTables(TableBase):
 
     @translate_errors
     def delete_capacity(self, agent_id: str, conversation_ids: Iterable[str]) -> None:
-        self._delete_rows("capacity", agent_id, list(conversation_ids))
+        self._delete_rows("capacity", agent_id, [(key, None) for key in conversation_ids])
 
     @translate_errors
     def capacity_rows(self, agent_id: str) -> list[str]:
@@ -157,19 +170,31 @@ class IndexTables(TableBase):
         if conversation.customer_key is None:
             return
         partition = customer_partition(conversation.widget_id, conversation.customer_key)
-        self._delete_rows("customers", partition, [customer_row(conversation)])
+        self._delete_rows("customers", partition, [(customer_row(conversation), None)])
 
     @translate_errors
-    def customer_conversations(self, widget_id: str, customer_key: str, limit: int) -> list[str]:
-        """Up to `limit` conversation ids of a customer on a widget, newest first (hints)."""
-        entities = self._table("customers").query_entities(
-            "PartitionKey eq @partition",
-            parameters={"partition": customer_partition(widget_id, customer_key)},
-            select=["conversationId"],
-            results_per_page=limit,
+    def customer_conversations(
+        self, widget_id: str, customer_key: str, page_size: int, continuation: Any | None
+    ) -> tuple[list[str], Any | None]:
+        """One page of a customer's conversation ids on a widget, newest created first, and
+        the token of the next page (None at the end). Hints: verify them.
+
+        Storage may answer fewer rows than `page_size`, even none, with a token: only a
+        None token means there are no more.
+        """
+        pages = (
+            self._table("customers")
+            .query_entities(
+                "PartitionKey eq @partition",
+                parameters={"partition": customer_partition(widget_id, customer_key)},
+                select=["conversationId"],
+                results_per_page=page_size,
+            )
+            .by_page(continuation_token=continuation)
         )
-        page: list[Any] = list(next(entities.by_page(), []))
-        return [entity["conversationId"] for entity in page][:limit]
+        page: list[Any] = list(next(pages, []))
+        ids = [str(entity["conversationId"]) for entity in page]
+        return ids, pages.continuation_token  # type: ignore[attr-defined]
 
     # --- timer checkpoint ---------------------------------------------------------------
 
@@ -209,13 +234,17 @@ class IndexTables(TableBase):
         for entity in entities:
             conversation_id, _, agent_id = str(entity["RowKey"]).partition("~")
             bucket = str(entity["PartitionKey"]).removeprefix(CAPACITY_CHECKS)
-            checks.append(CapacityCheck(bucket, conversation_id, agent_id))
+            checks.append(
+                CapacityCheck(bucket, conversation_id, agent_id, etag_of(entity.metadata))
+            )
         return checks
 
     @translate_errors
     def delete_capacity_checks(self, checks: Iterable[CapacityCheck]) -> None:
-        by_bucket: dict[str, list[str]] = {}
+        """Delete done checks, each only as read: a writer that moved the agent's capacity
+        again meanwhile noted the check again, and its check must still run."""
+        by_bucket: dict[str, list[tuple[str, str | None]]] = {}
         for check in checks:
-            by_bucket.setdefault(check.bucket, []).append(check.row_key)
-        for bucket, row_keys in by_bucket.items():
-            self._delete_rows("enforcer", CAPACITY_CHECKS + bucket, row_keys)
+            by_bucket.setdefault(check.bucket, []).append((check.row_key, check.etag))
+        for bucket, rows in by_bucket.items():
+            self._delete_rows("enforcer", CAPACITY_CHECKS + bucket, rows)

@@ -47,16 +47,19 @@ _FAILED_INDEX = re.compile(r"^(\d+):")
 # stays; the fixed boundary costs nothing either way.) A body that contains it gets a
 # fresh one.
 _BOUNDARY = "chatreconnect-0f6c2b9e4d7a4e15b3a8"
+# Where `query` puts each entity's ETag (the answer's own annotation, kept).
+ETAG = "odata.etag"
 
 
 @dataclass(frozen=True)
 class Operation:
-    """One write of a transaction: create an index row (keys only), or delete one whatever
-    its ETag."""
+    """One write of a transaction: create an index row (keys only), or delete one: only the
+    version with `etag` when given (else refused with 412), whatever its ETag when None."""
 
     kind: Kind
     partition_key: str
     row_key: str
+    etag: str | None = None
 
 
 class TransactionRefused(HttpResponseError):
@@ -122,7 +125,7 @@ def submit(table: TableClient, operations: Sequence[Operation]) -> list[str | No
 
 def query(table: TableClient, condition: str) -> Iterator[dict[str, Any]]:
     """Every entity matching an OData filter, page after page, with its DateTime values
-    as aware datetimes and its other values as JSON gives them.
+    as aware datetimes, its ETag under ETAG, and its other values as JSON gives them.
 
     Raises ResourceNotFoundError (TableNotFound) when the table is missing,
     HttpResponseError when storage refused or failed, AzureError when unreachable.
@@ -181,6 +184,25 @@ def _error(body: str) -> tuple[str, str]:
         return "", ""
 
 
+class SdkMismatch(RuntimeError):
+    """The installed azure-data-tables lacks the private entry point `_send` relies on."""
+
+
+def check_sdk(table: TableClient) -> None:
+    """Return if `table` has the pipeline entry `_send` uses, else raise SdkMismatch."""
+    if not callable(getattr(getattr(table, "_client", None), "send_request", None)):
+        raise SdkMismatch(
+            "azure-data-tables has no TableClient._client.send_request, which "
+            "shared/table_wire.py sends its requests with: install the version pinned in "
+            "requirements.txt, or adapt table_wire._send to the new SDK"
+        )
+
+
+# Checked once, on import (when the app starts), on a client that does no I/O: a newer SDK
+# then stops the app with a clear message instead of failing the timer's first run.
+check_sdk(TableClient.from_connection_string("UseDevelopmentStorage=true", "startupcheck"))
+
+
 def _headers(table: TableClient) -> dict[str, str]:
     return {"x-ms-version": table.api_version, "DataServiceVersion": "3.0"}
 
@@ -201,12 +223,13 @@ def _send(table: TableClient, request: HttpRequest) -> HttpResponse:
 def _typed(entity: dict[str, Any]) -> dict[str, Any]:
     """An entity of a minimal-metadata answer: DateTime values parsed, annotations dropped.
 
-    The system `Timestamp` is left out, as the SDK keeps it out of an entity's properties.
+    The system `Timestamp` is left out, as the SDK keeps it out of an entity's properties;
+    the ETag is kept under ETAG, for a later write conditional on this version.
     Int64 values stay strings, as the service sends them (the app stores none).
     """
     typed = {}
     for name, value in entity.items():
-        if "@odata." in name or name.startswith("odata.") or name == "Timestamp":
+        if name != ETAG and ("@odata." in name or name.startswith("odata.") or name == "Timestamp"):
             continue
         if entity.get(f"{name}@odata.type") == "Edm.DateTime":
             value = _datetime(value)
@@ -231,7 +254,8 @@ def _operation_part(index: int, table_url: str, operation: Operation) -> str:
     entity_url = f"{table_url}({keys})"
     common = "DataServiceVersion: 3.0\r\nAccept: application/json;odata=minimalmetadata\r\n"
     if operation.kind == "delete":
-        return f"{head}DELETE {entity_url} HTTP/1.1\r\n{common}If-Match: *\r\n\r\n\r\n"
+        if_match = operation.etag or "*"
+        return f"{head}DELETE {entity_url} HTTP/1.1\r\n{common}If-Match: {if_match}\r\n\r\n\r\n"
     # A create is a POST to the table: it fails if the entity exists.
     payload = json.dumps({"PartitionKey": operation.partition_key, "RowKey": operation.row_key})
     return (

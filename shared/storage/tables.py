@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
@@ -18,7 +19,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient
 
-from shared.domain.errors import StorageUnavailable
+from shared.domain.errors import StorageRefused, StorageUnavailable, TooLargeToStore
 from shared.storage import table_wire
 from shared.storage.table_wire import MAX_OPERATIONS, Operation, TransactionRefused
 
@@ -28,9 +29,20 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enforcer")
-# Rows found already gone that a delete transaction is re-sent without, before the rest
-# of its rows are deleted one by one.
+# Rows found already gone (or changed since read) that a delete transaction is re-sent
+# without, before the rest of its rows are deleted one by one.
 MISSING_ROWS_RESENT = 3
+# Error codes with which storage refuses a value for its size (SPEC 3 "Limits").
+_TOO_LARGE_CODES = frozenset(
+    {
+        "PropertyValueTooLarge",
+        "EntityTooLarge",
+        "TooManyProperties",
+        "PropertyNameTooLong",
+        "KeyValueTooLarge",
+        "RequestBodyTooLarge",
+    }
+)
 
 
 class ConcurrencyConflict(Exception):
@@ -42,8 +54,27 @@ def _table_missing(error: ResourceNotFoundError) -> bool:
     return getattr(error, "error_code", None) == "TableNotFound" or "TableNotFound" in str(error)
 
 
+def _error_code(error: HttpResponseError) -> str:
+    """The storage error code of a refusal ("" when it has none)."""
+    code = getattr(error, "error_code", None) or getattr(error, "code", None)
+    if code is None:
+        code = getattr(error.response, "headers", {}).get("x-ms-error-code")
+    return str(getattr(code, "value", code) or "")
+
+
+def refusal(error: HttpResponseError) -> TooLargeToStore | StorageRefused | None:
+    """The application error a storage refusal of a write (400, 413) means, else None."""
+    if error.status_code not in (400, 413):
+        return None
+    code = _error_code(error)
+    if error.status_code == 413 or code in _TOO_LARGE_CODES:
+        return TooLargeToStore(f"Table storage refused the value as too large ({code or 413}).")
+    return StorageRefused(f"Table storage refused the value ({code or 'no code'}).")
+
+
 def translate_errors(function: Callable[P, R]) -> Callable[P, R]:
-    """Turn transport failures and server errors into StorageUnavailable (answered with 503).
+    """Turn transport failures and server errors into StorageUnavailable (answered with 503),
+    and a refused value into TooLargeToStore (413) or StorageRefused (422), never a 500.
 
     A table found missing (e.g. an in-memory Azurite restarted under a running app) is
     created again and the operation retried once, instead of failing until the app restarts.
@@ -64,6 +95,10 @@ def translate_errors(function: Callable[P, R]) -> Callable[P, R]:
         except (ResourceModifiedError, ResourceNotFoundError, ResourceExistsError):
             raise
         except HttpResponseError as error:
+            refused = refusal(error)
+            if refused is not None:
+                logger.warning("Table storage refused a value: %s", refused.detail)
+                raise refused from None
             if error.status_code is not None and error.status_code < 500:
                 raise
             logger.warning("Table storage answered %s", error.status_code)
@@ -115,33 +150,56 @@ class TableBase:
             None,
         )
 
-    def _delete_rows(self, table: str, partition: str, row_keys: list[str]) -> None:
-        """Delete rows of one partition, at most MAX_OPERATIONS per transaction; rows
-        already gone are skipped."""
+    def _delete_rows(
+        self, table: str, partition: str, rows: list[tuple[str, str | None]]
+    ) -> list[str]:
+        """Delete rows of one partition, (row key, ETag or None for any version), at most
+        MAX_OPERATIONS per transaction; rows already gone are skipped. The row keys not
+        deleted because their ETag no longer matched."""
         client = self._table(table)
-        for start in range(0, len(row_keys), MAX_OPERATIONS):
-            chunk = row_keys[start : start + MAX_OPERATIONS]
-            # A transaction naming a row already gone fails whole: send it again without
-            # that row, once per missing row, then give up on batching for this chunk.
+        changed: list[str] = []
+        for start in range(0, len(rows), MAX_OPERATIONS):
+            chunk = rows[start : start + MAX_OPERATIONS]
+            # A transaction naming a row already gone (404) or changed (412) fails whole:
+            # send it again without that row, once per such row, then give up on batching
+            # for this chunk.
             for _ in range(MISSING_ROWS_RESENT):
                 try:
                     table_wire.submit(
-                        client, [Operation("delete", partition, key) for key in chunk]
+                        client, [Operation("delete", partition, key, etag) for key, etag in chunk]
                     )
+                    chunk = []
                     break
                 except TransactionRefused as refused:
-                    gone = refused.index
-                    if refused.status != 404 or gone is None or not 0 <= gone < len(chunk):
-                        self._delete_one_by_one(client, partition, chunk)
+                    index = refused.index
+                    if refused.status not in (404, 412) or index is None:
                         break
-                    del chunk[gone]
+                    if not 0 <= index < len(chunk):
+                        break
+                    key, _ = chunk.pop(index)
+                    if refused.status == 412:
+                        changed.append(key)
                     if not chunk:
                         break
-            else:
-                self._delete_one_by_one(client, partition, chunk)
+            changed.extend(self._delete_one_by_one(client, partition, chunk))
+        return changed
 
     @staticmethod
-    def _delete_one_by_one(client: TableClient, partition: str, row_keys: list[str]) -> None:
-        for key in row_keys:
-            with contextlib.suppress(ResourceNotFoundError):
-                client.delete_entity(partition, key)
+    def _delete_one_by_one(
+        client: TableClient, partition: str, rows: list[tuple[str, str | None]]
+    ) -> list[str]:
+        """Delete rows one request each; the row keys whose ETag no longer matched."""
+        changed = []
+        for key, etag in rows:
+            try:
+                if etag is None:
+                    client.delete_entity(partition, key)
+                else:
+                    client.delete_entity(
+                        partition, key, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+            except ResourceNotFoundError:
+                continue
+            except ResourceModifiedError:
+                changed.append(key)
+        return changed

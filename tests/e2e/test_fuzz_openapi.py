@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -46,8 +46,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from local.app import build_app
 from local.azurite import Azurite
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.api.http import OPERATIONS
 from shared.wiring import set_service
 from tests.conftest import FakeClock, fresh_function_app, make_service
@@ -306,16 +307,28 @@ def _settings(max_examples: int) -> settings:
 
 @pytest.mark.parametrize("operation_id", OPERATION_IDS)
 def test_fuzz_operation(
-    operation_id: str, fuzz_schema: schemathesis.BaseSchema, seeded: Seeded
+    operation_id: str,
+    fuzz_schema: schemathesis.BaseSchema,
+    seeded: Seeded,
+    record_property: Callable[[str, object], None],
 ) -> None:
     """A seeded request that must succeed, then valid and invalid generated requests."""
     operation = fuzz_schema.get_operation_by_id(operation_id)
     pools = known_values(seeded)
     bearer = operation.definition.raw.get("security") == [{}, {"customerToken": []}]
 
+    # Requests sent and 5xx seen, printed per operation (run with -s to read them).
+    counts = {"requests": 0, "5xx": 0}
+
+    def call(case: schemathesis.Case, session: requests.Session) -> requests.Response:
+        response = case.call(session=session, timeout=30)
+        counts["requests"] += 1
+        counts["5xx"] += response.status_code >= 500
+        return response
+
     with requests.Session() as session:
         happy = operation.make_case(**happy_cases(seeded)[operation_id])
-        response = happy.call(session=session, timeout=30)
+        response = call(happy, session)
         assert response.ok, response.text
         happy.validate_response(response, checks=CHECKS)
 
@@ -335,7 +348,7 @@ def test_fuzz_operation(
                 if bearer and data.draw(st.booleans(), label="customer token"):
                     case.headers = {**(case.headers or {}), "Authorization": seeded.authorization}
                 assume(sendable(case))
-                response = case.call(session=session, timeout=30)
+                response = call(case, session)
                 case.validate_response(response, checks=CHECKS)
 
             fuzz()
@@ -345,3 +358,5 @@ def test_fuzz_operation(
         if any((operation.path_parameters, operation.query, operation.headers, operation.body)):
             negative = operation.as_strategy(data_generation_method=DataGenerationMethod.negative)
             run(negative, MAX_EXAMPLES // 2)
+    record_property("schemathesis_requests", counts["requests"])
+    print(f"schemathesis {operation_id}: {counts['requests']} requests, {counts['5xx']} 5xx")

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 import shared.wiring
+from local.app import build_app
 from local.azurite import Azurite
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.services.app import App
 from shared.services.clock import utc_now
 from shared.wiring import set_service

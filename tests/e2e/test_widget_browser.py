@@ -16,14 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sync_playwright
 
+from local.app import build_app
 from local.azurite import Azurite
 from local.demo import DevIssuer, demo_routes
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.domain.auth import customer_id_from_token
 from shared.domain.settings import Authentication, PublicKey
 from shared.services.app import App
@@ -230,6 +232,8 @@ def test_link_continues_the_conversation(
     expect(pane).to_contain_text(dropped["conversationId"])
     expect(pane).to_be_focused()
     expect(page.get_by_role("alert")).to_have_text("")
+    # The link is a credential: gone from the address bar (and history) once read.
+    assert page.url == f"{base_url}/portal.html?widget={widget_id}"
     screenshot(page, "link-continued")
     after = conversation(backend, dropped["conversationId"])
     assert after["state"] == "active"
@@ -300,7 +304,49 @@ def test_link_after_the_time_limit_without_redirect_offers_a_new_conversation(
     screenshot(page, "link-expired-new-conversation")
     start.click()
     expect(page.get_by_text("Starting a new conversation…")).to_be_visible()
-    assert page.url == dropped["reconnectUrl"]  # no redirect configured: the customer stays
+    # No redirect configured: the customer stays, on the page without the link.
+    assert page.url == f"{base_url}/portal.html?widget={widget_id}"
+    console.assert_none()
+
+
+# Hand-edited or mangled links: whatever the page's oc.reconnectid holds, the customer gets
+# the redirect or the new-conversation offer, never an error.
+MALFORMED_LINKS = {
+    "script": "<script>alert(1)</script>",
+    "slashes": "../../manage/widgets/x",
+    "dot-dot": "..",
+    "percent-00": "%00",
+    "unicode": "\u00e9\u4e2d\U0001f600",
+    "ten-thousand": "x" * 10_000,
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED_LINKS))
+def test_a_malformed_link_offers_a_new_conversation(
+    page: Page, console: ConsoleErrors, backend: httpx.Client, base_url: str, name: str
+) -> None:
+    widget_id = put_widget(backend, base_url)
+    portal = f"{base_url}/portal.html?widget={widget_id}"
+
+    page.goto(f"{portal}&oc.reconnectid={quote(MALFORMED_LINKS[name], safe='')}")
+
+    offer = page.get_by_role("region", name="Start a new conversation")
+    expect(offer).to_be_visible()
+    expect(offer).to_contain_text("can no longer be continued")
+    expect(page.get_by_role("alert")).to_have_text("")
+    assert page.url == portal
+    console.assert_none()
+
+
+def test_a_malformed_link_lands_on_the_redirect_url(
+    page: Page, console: ConsoleErrors, backend: httpx.Client, base_url: str
+) -> None:
+    widget_id = put_widget(backend, base_url, redirect=True)
+    link = quote("<script>alert(1)</script>", safe="")
+
+    page.goto(f"{base_url}/portal.html?widget={widget_id}&oc.reconnectid={link}")
+
+    page.wait_for_url(f"{base_url}/expired.html")
     console.assert_none()
 
 

@@ -33,6 +33,8 @@ NOT_SET_IN_AZURE = {
     # Azure reaches Table storage with the managed identity (TABLES_ENDPOINT + AZURE_CLIENT_ID);
     # a connection string would need account keys, and the storage account disables them.
     "TABLES_CONNECTION_STRING",
+    # App Service sets it while its built-in authentication is on; a deployment must not.
+    "WEBSITE_AUTH_ENABLED",
 }
 
 # App settings read by the Functions host and the platform rather than by our code.
@@ -351,3 +353,185 @@ def test_funcignore_keeps_what_the_app_needs(name: str) -> None:
 )
 def test_funcignore_leaves_out_what_the_app_does_not(name: str) -> None:
     assert funcignore_excludes(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["venv", "env", ".venv311", "my_env", ".env", "build", "dist", "chat_reconnect.egg-info"],
+)
+def test_funcignore_leaves_out_other_virtualenvs_and_build_output(name: str) -> None:
+    # With a .funcignore present azd stops leaving out virtual environments itself, and
+    # `pip install .` (azd's restore) leaves build/ and *.egg-info/ in the project.
+    assert funcignore_excludes(name)
+
+
+# --- the deployment as azd runs it (issue 12, item 9) -------------------------------------
+
+PARSE_ONE_BICEP = """
+import json
+import sys
+from pathlib import Path
+
+from pycep import BicepParser
+
+print(json.dumps(BicepParser().parse(file_path=Path(sys.argv[1])), default=str))
+"""
+
+
+def parsed_bicep(path: Path) -> dict[str, Any]:
+    """The pycep parse tree of one Bicep file (pycep runs in the checkov virtualenv)."""
+    result = subprocess.run(
+        [str(CHECKOV_PYTHON), "-c", PARSE_ONE_BICEP, str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, f"pycep could not parse {path}:\n{result.stderr[-3000:]}"
+    tree = json.loads(result.stdout)
+    assert isinstance(tree, dict)
+    return tree
+
+
+def azure_yaml() -> dict[str, Any]:
+    import yaml
+
+    document = yaml.safe_load((REPO / "azure.yaml").read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def test_azure_yaml_requires_an_azd_that_passes_cors_origins_correctly() -> None:
+    constraint = azure_yaml()["requiredVersions"]["azd"]
+    found = re.fullmatch(r">=\s*(\d+)\.(\d+)\.(\d+)", constraint.strip())
+    assert found, f"requiredVersions.azd should be a lower bound, got {constraint!r}"
+    assert tuple(int(part) for part in found.groups()) >= (1, 23, 4)
+
+
+def test_provisioning_restarts_the_app_so_key_vault_references_are_read_again() -> None:
+    hooks = azure_yaml()["hooks"]["postprovision"]
+    outputs = set(re.findall(r"^output (\w+) ", MAIN_BICEP.read_text(), flags=re.MULTILINE))
+    for platform, variable in (("posix", r"\$(\w+)"), ("windows", r"\$env:(\w+)")):
+        command = hooks[platform]["run"]
+        assert command.startswith("az functionapp restart ")
+        used = set(re.findall(variable, command))
+        assert used == {"AZURE_RESOURCE_GROUP", "AZURE_FUNCTION_APP_NAME"}
+        assert used <= outputs, f"the {platform} hook uses values main.bicep does not output"
+
+
+def test_pip_install_of_the_repository_names_its_packages() -> None:
+    # `azd restore` runs `pip install .`; setuptools refuses to guess a flat layout with
+    # several top-level folders, so the deployed packages are listed, and must stay complete.
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["build-system"]["build-backend"] == "setuptools.build_meta"
+    setuptools = pyproject["tool"]["setuptools"]
+    packages_on_disk = sorted(
+        ".".join(init.parent.relative_to(REPO).parts)
+        for init in (REPO / "shared").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    )
+    assert sorted(setuptools["packages"]) == packages_on_disk
+    assert setuptools["py-modules"] == ["function_app"]
+    assert pyproject["project"]["dynamic"] == ["dependencies"]
+    assert setuptools["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    # setuptools reads that file as plain requirement lines: no pip options in it.
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    assert not [line for line in lines if line.strip().startswith("-")]
+
+
+def test_ftps_state_is_not_configured_on_flex_consumption() -> None:
+    # Flex Consumption has no FTP(S) endpoint; the publishing-credential policies refuse it.
+    assert "ftpsState" not in API_BICEP.read_text()
+    assert re.search(
+        r"name: 'ftp'\s+properties: \{\s+allow: false", API_BICEP.read_text()
+    ), "FTP publishing must stay refused"
+
+
+def test_the_identity_holds_no_storage_queue_role() -> None:
+    # The host's documented minimum for identity-based AzureWebJobsStorage is Storage Blob
+    # Data Owner; no trigger or extension here uses queues.
+    text = (INFRA / "app" / "rbac.bicep").read_text()
+    assert "974c5e8b-45b9-4653-ba55-5f855dd0fb88" not in text  # Storage Queue Data Contributor
+    assert "Queue" not in text
+    assert "b7e6dc6d-f1e8-4753-8033-0f276bb0955b" in text  # Storage Blob Data Owner
+
+
+def test_a_soft_deleted_vault_can_be_recovered_by_a_parameter(checkov_venv: Path) -> None:
+    main = parsed_bicep(MAIN_BICEP)
+    mode = main["parameters"]["keyVaultCreateMode"]
+    assert mode["default"] == "default"
+    allowed = next(d for d in mode["decorators"] if d["type"] == "allowed")
+    assert sorted(allowed["argument"]) == ["default", "recover"]
+    assert main["modules"]["keyVault"]["config"]["params"]["createMode"] == "keyVaultCreateMode"
+    vault = parsed_bicep(INFRA / "core" / "security" / "keyvault.bicep")
+    assert vault["resources"]["vault"]["config"]["properties"]["createMode"] == "createMode"
+    parameters = json.loads(MAIN_PARAMETERS.read_text())["parameters"]
+    assert parameters["keyVaultCreateMode"] == {"value": "${KEY_VAULT_CREATE_MODE}"}
+
+
+# --- Entra ID in front of the admin routes (issue 12, item 2) -----------------------------
+
+
+def test_admin_sign_in_is_deployed_only_with_an_admin_app_registration(
+    checkov_venv: Path,
+) -> None:
+    main = parsed_bicep(MAIN_BICEP)
+    assert main["parameters"]["adminClientId"]["default"] == ""
+    api = parsed_bicep(API_BICEP)
+    assert api["variables"]["adminSignIn"]["value"] == {
+        "operator": {
+            "type": "not",
+            "operands": {
+                "bool_value": {
+                    "function": {"type": "empty", "parameters": {"item_to_test": "adminClientId"}}
+                }
+            },
+        }
+    }
+    module = api["modules"]["adminAuthentication"]
+    assert module["detail"]["path"] == "admin-auth.bicep"
+    assert module["config"]["condition"] == "adminSignIn"
+    assert module["config"]["config"]["params"]["clientId"] == "adminClientId"
+    assert module["config"]["config"]["params"]["tenantId"] == "adminTenantId"
+    # The app's half of the check is switched on by the same condition, never on its own.
+    role = api["variables"]["appSettings"]["value"]["ADMIN_REQUIRED_ROLE"]
+    assert role == {
+        "operator": {
+            "type": "conditional",
+            "operands": {
+                "condition": "adminSignIn",
+                "true_value": "adminAppRole",
+                "false_value": "",
+            },
+        }
+    }
+
+
+def test_admin_sign_in_validates_entra_tokens_and_lets_other_callers_through(
+    checkov_venv: Path,
+) -> None:
+    tree = parsed_bicep(INFRA / "app" / "admin-auth.bicep")
+    config = next(
+        r for r in tree["resources"].values() if r["type"] == "Microsoft.Web/sites/config"
+    )
+    assert config["config"]["name"] == "authsettingsV2"
+    settings = config["config"]["properties"]
+    assert settings["platform"] == {"enabled": True}
+    validation = settings["globalValidation"]
+    # No include list exists: requests without a token pass, and the app requires the
+    # forwarded principal on /api/manage/* (shared/api/admin_auth.py).
+    assert validation["requireAuthentication"] is False
+    assert validation["unauthenticatedClientAction"] == "AllowAnonymous"
+    assert all(path.startswith("/api/widgets/") for path in validation["excludedPaths"])
+    entra = settings["identityProviders"]["azureActiveDirectory"]
+    assert entra["enabled"] is True
+    assert entra["registration"]["clientId"] == "clientId"
+    assert entra["registration"]["openIdIssuer"] == (
+        "${environment().authentication.loginEndpoint}${tenantId}/v2.0"
+    )
+    assert sorted(entra["validation"]["allowedAudiences"]) == ["api://${clientId}", "clientId"]
+    assert settings["httpSettings"]["requireHttps"] is True
+    assert settings["login"]["tokenStore"]["enabled"] is False

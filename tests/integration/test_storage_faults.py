@@ -40,8 +40,9 @@ import httpx
 import pytest
 from azure.data.tables import TableServiceClient
 
+from local.app import build_app
 from local.azurite import Azurite
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.domain import conversation as domain
 from shared.domain.conversation import Conversation, Event, EventType
 from shared.domain.errors import PreconditionMismatch, StorageUnavailable

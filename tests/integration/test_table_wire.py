@@ -8,9 +8,12 @@ types them, and the table-missing answer.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from azure.core import MatchConditions
@@ -26,16 +29,21 @@ from azure.data.tables import (
 
 from local.azurite import Azurite
 from shared.storage.table_wire import (
+    ETAG,
     MAX_OPERATIONS,
     Operation,
+    SdkMismatch,
     TransactionRefused,
     _datetime,
+    check_sdk,
     query,
     quoted,
     submit,
 )
 from shared.wiring import STORAGE_CLIENT_OPTIONS
 from tests.conftest import FakeClock, make_service
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -112,6 +120,26 @@ def test_deleting_a_missing_row_is_refused_with_404_and_its_index(table: TableCl
 
     assert (refused.value.status, refused.value.index) == (404, 1)
     assert keys(table) == {("p", "here")}
+
+
+def test_a_delete_with_an_etag_removes_only_that_version(table: TableClient) -> None:
+    read = {
+        row_key: table.create_entity({"PartitionKey": "p", "RowKey": row_key})["etag"]
+        for row_key in ("same", "renewed")
+    }
+    table.upsert_entity({"PartitionKey": "p", "RowKey": "renewed", "again": True})
+
+    with pytest.raises(TransactionRefused) as refused:
+        submit(table, [Operation("delete", "p", key, etag) for key, etag in read.items()])
+
+    assert (refused.value.status, refused.value.code, refused.value.index) == (
+        412,
+        "UpdateConditionNotSatisfied",
+        1,
+    )
+    assert keys(table) == {("p", "same"), ("p", "renewed")}
+    assert submit(table, [Operation("delete", "p", "same", read["same"])]) == [None]
+    assert keys(table) == {("p", "renewed")}
 
 
 @pytest.mark.parametrize("row_key", ["o'brien", "a~b", "x y", "100%", "Zürich-ß"])
@@ -196,9 +224,11 @@ def test_a_query_gives_values_as_the_sdk_would(table: TableClient) -> None:
     table.create_entity({"PartitionKey": "p", "RowKey": "other", "text": "someone else"})
 
     (found,) = query(table, "text eq " + quoted("o'brien"))
-    expected = dict(table.get_entity("p", "typed"))
+    entity = table.get_entity("p", "typed")
 
-    assert found == expected
+    # The ETag too, for a write conditional on the version read.
+    assert found.pop(ETAG) == entity.metadata["etag"]
+    assert found == dict(entity)
     assert found["at"] == moment
     assert (found["flag"], found["count"]) == (True, 7)
 
@@ -267,3 +297,38 @@ def test_the_store_deletes_the_rows_that_exist_when_some_are_gone(
     store.delete_capacity("agent", [f"c{index:02d}" for index in range(20)])
 
     assert store.capacity_rows("agent") == []
+
+
+# Imports the app with an SDK whose TableClient lost the private attribute table_wire uses.
+_WITHOUT_PRIVATE_CLIENT = """
+import azure.data.tables as tables
+original = tables.TableClient.__init__
+def init(self, *args, **kwargs):
+    original(self, *args, **kwargs)
+    del self._client
+tables.TableClient.__init__ = init
+import function_app
+"""
+
+
+def test_an_sdk_without_the_private_client_stops_the_app_at_start_up() -> None:
+    """Issue 12, item 8: a clear error when the app is imported, not on the timer's first run."""
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_PRIVATE_CLIENT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("shared.storage.table_wire.SdkMismatch: ")
+    assert "TableClient._client.send_request" in last_line
+    assert "requirements.txt" in last_line
+
+
+def test_the_installed_sdk_passes_the_start_up_check(table: TableClient) -> None:
+    check_sdk(table)  # raises SdkMismatch otherwise
+    with pytest.raises(SdkMismatch):
+        check_sdk(object())  # type: ignore[arg-type]

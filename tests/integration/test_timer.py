@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,12 +23,14 @@ from azure.functions.timer import TimerRequest
 
 from local.azurite import Azurite
 from shared.config import DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES
+from shared.domain import conversation as domain
 from shared.domain.conversation import Conversation, Event, EventType, State
 from shared.domain.errors import LinkUnavailable, StorageUnavailable
 from shared.domain.settings import WidgetSettings
 from shared.services.app import App
 from shared.services.enforcement import CHECKPOINT_MARGIN_MINUTES, EnforcementReport
 from shared.services.reconnect import ContinueResult
+from shared.services.writes import CAPACITY_CHECK_DELAY
 from shared.storage.entities import bucket_before, due_bucket
 from tests.conftest import START, FakeClock, make_service
 
@@ -850,3 +853,168 @@ def test_a_plain_due_row_without_snapshot_is_enforced_by_reading_first(
     final = stored(service, "c-plain")
     assert (final.state, final.end_reason) == (State.WRAP_UP, "reconnect_timeout")
     assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), "c-plain")}
+
+
+# --- a writer between the timer's read and its delete (SPEC 3 "Timer") -----------------
+
+
+def writer_disconnects_after_the_timer_read(
+    service: App, conversation_id: str, moment: datetime
+) -> Callable[[], None]:
+    """The rest of a disconnect whose due row was put before the timer read: the
+    conversation write and its snapshot, as `ConversationWriter.write` does them."""
+
+    def finish() -> None:
+        found = service.store.get_conversation(conversation_id)
+        assert found is not None
+        widget = service.settings.get_widget(found.value.widget_id).value
+        after = domain.apply_event(
+            found.value, Event(EventType.CUSTOMER_DISCONNECTED), widget, moment
+        )
+        etag = service.store.replace_conversation(after, found.etag)
+        assert after.reconnect_deadline is not None
+        service.store.put_due_snapshot(after.reconnect_deadline, after, etag)
+
+    return finish
+
+
+def between_read_and_delete(
+    monkeypatch: pytest.MonkeyPatch, service: App, step: Callable[[], None]
+) -> None:
+    """Run `step` once, after the timer judged its due rows and before it deletes any
+    (the timer's workers delete concurrently: each waits until the step is done)."""
+    delete_due = service.store.delete_due
+    lock = threading.Lock()
+    pending = [step]
+
+    def interleaved(rows: Any) -> Any:
+        with lock:
+            while pending:
+                pending.pop()()
+        return delete_due(rows)
+
+    monkeypatch.setattr(service.store, "delete_due", interleaved)
+
+
+def test_a_due_row_a_writer_renewed_after_the_timer_judged_it_is_kept_and_enforced_next_run(
+    service: App, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A one-minute limit: the writer's due row is for the next minute, which a timer whose
+    # clock is a minute ahead (or a run that reads a bucket late) already reads.
+    service.settings.put_widget(WidgetSettings(WIDGET, True, 1, PORTAL))
+    service.conversations.register("c-raced", WIDGET, AGENT, None)
+    settle_capacity_checks(service, clock)
+    writer_now = START + timedelta(minutes=20, seconds=10)
+    deadline = writer_now + timedelta(minutes=1)
+    # The writer's first step (`_prepare_indexes`): the due row, before its write.
+    service.store.put_due(deadline, "c-raced")
+    between_read_and_delete(
+        monkeypatch,
+        service,
+        writer_disconnects_after_the_timer_read(service, "c-raced", writer_now),
+    )
+
+    clock.now = deadline - timedelta(seconds=5)  # the timer reads the deadline's bucket
+    report = service.timer.run()
+
+    # The timer read the conversation still connected and judged the row stale; the
+    # writer then renewed the row, so the timer's delete of the version it judged failed.
+    assert due_rows(azurite, service) == {(due_bucket(deadline), "c-raced")}
+    assert (report.stale, report.renewed, report.expired, report.errors) == (1, 1, 0, 0)
+    assert service.store.get_checkpoint() < due_bucket(deadline)
+    assert stored(service, "c-raced").reconnect_deadline == deadline
+
+    monkeypatch.undo()
+    clock.now = deadline + timedelta(seconds=1)
+    retried = service.timer.run()
+
+    assert (retried.expired, retried.errors, retried.capacity_released) == (1, 0, 1)
+    final = stored(service, "c-raced")
+    assert (final.state, final.end_reason) == (State.WRAP_UP, "reconnect_timeout")
+    assert capacity_rows(azurite, service) == set()
+    assert service.conversations.agent_capacity(AGENT) == []
+
+
+def test_renewed_rows_are_kept_and_the_other_stale_rows_deleted(
+    service: App, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"c-batch-{number}" for number in range(5)]
+    bulk_disconnected(service, clock, ids)
+    clock.now = DISCONNECT_AT + timedelta(minutes=1)
+    for cid in ids:  # every deadline row is stale now; all share one bucket
+        service.conversations.apply_event(cid, Event(EventType.CUSTOMER_RECONNECTED), None)
+    settle_capacity_checks(service, clock)
+    renewed = ["c-batch-1", "c-batch-3"]
+
+    def writers_renew() -> None:
+        for cid in renewed:
+            service.store.put_due(DEADLINE, cid)
+
+    between_read_and_delete(monkeypatch, service, writers_renew)
+    clock.now = DEADLINE + timedelta(seconds=1)
+    report = service.timer.run()
+
+    assert due_rows(azurite, service) == {(due_bucket(DEADLINE), cid) for cid in renewed}
+    assert (report.stale, report.renewed, report.errors, report.cleanup_errors) == (5, 2, 0, 0)
+    assert service.store.get_checkpoint() == bucket_before(
+        due_bucket(DEADLINE), CHECKPOINT_MARGIN_MINUTES
+    )
+    monkeypatch.undo()
+    clock.advance(seconds=30)
+    again = service.timer.run()
+    assert (again.stale, again.renewed) == (2, 0)
+    assert due_rows(azurite, service) == set()
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        ["c-row-1", "c-row-4"],  # the batch is sent again without each
+        ["c-row-0", "c-row-1", "c-row-2", "c-row-3", "c-row-5"],  # then the rest one by one
+    ],
+)
+def test_due_rows_changed_since_read_are_left_out_of_the_batch_delete(
+    service: App, azurite: Azurite, changed: list[str]
+) -> None:
+    ids = [f"c-row-{number}" for number in range(6)]
+    for cid in ids:
+        service.store.put_due(DEADLINE, cid)
+    read = service.store.due_rows(due_bucket(DEADLINE), due_bucket(DEADLINE))
+    assert len(read) == len(ids)
+    for cid in changed:
+        service.store.put_due(DEADLINE, cid)
+
+    kept = service.store.delete_due(read)
+
+    assert due_rows(azurite, service) == {(due_bucket(DEADLINE), cid) for cid in changed}
+    assert sorted(row.conversation_id for row in kept) == changed
+
+
+def test_a_capacity_check_noted_again_while_the_timer_checked_it_stays_for_the_next_run(
+    service: App, clock: FakeClock, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bulk_disconnected(service, clock, ["c-noted"])
+    # Registering at START noted this check; a writer's `_note_capacity_change` in the
+    # same minute notes the same one again.
+    noted_at = START + CAPACITY_CHECK_DELAY
+    delete_checks = service.store.delete_capacity_checks
+    pending = [lambda: service.store.put_capacity_check(noted_at, "c-noted", AGENT)]
+
+    def interleaved(checks: Any) -> None:
+        while pending:
+            pending.pop()()
+        delete_checks(checks)
+
+    monkeypatch.setattr(service.store, "delete_capacity_checks", interleaved)
+    clock.now = START + CAPACITY_CHECK_DELAY + timedelta(minutes=1)
+    report = service.timer.run()
+
+    assert report.capacity_checked == 1
+    assert [c.conversation_id for c in service.store.capacity_checks(due_bucket(clock.now))] == [
+        "c-noted"
+    ]
+    monkeypatch.undo()
+    clock.advance(seconds=30)
+    assert service.timer.run().capacity_checked == 1
+    assert service.store.capacity_checks(due_bucket(clock.now)) == []
+    assert capacity_rows(azurite, service) == {(AGENT, "c-noted")}

@@ -8,6 +8,11 @@ import threading
 
 import azure.functions as func
 
+# A six-field NCRONTAB (seconds first) that fires every second.
+EVERY_SECOND = "* * * * * *"
+# The host's answer when a handler raises.
+PROBLEM_500 = {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+
 
 class Calls:
     """What the sample timers saw, shared between the host's threads and the test."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local.demo import DEV_ISSUER
 from local.dev import ensure_signing_key
 from local.processes import free_port
 
@@ -131,6 +132,9 @@ def test_runner_serves_until_a_signal_then_leaves_nothing(
     runner = start_runner()
     runner.wait_healthy()
     assert f"{runner.base_url}/api/openapi.json" in runner.output()
+    # The runner, not the host, brings the demo's dev-only token issuer.
+    with httpx.Client(trust_env=False) as http:
+        assert http.get(f"{runner.base_url}/dev/issuer").json()["issuer"] == DEV_ISSUER
     assert (tmp_path / "dev" / "azurite").is_dir()
     assert_stops_cleanly(runner, signum)
     assert not (tmp_path / "dev" / "pids.json").exists()

@@ -204,7 +204,7 @@ def test_each_required_claim_is_required(
     rejected(sign(key1, claims(**{claim: None})), auth)
 
 
-@pytest.mark.parametrize("subject", ["", 42, ["alice"], {"id": "alice"}, "x" * 257])
+@pytest.mark.parametrize("subject", ["", 42, ["alice"], {"id": "alice"}, "x" * 257, "alice\ud800"])
 def test_a_subject_that_is_not_a_reasonable_string(
     subject: Any, key1: rsa.RSAPrivateKey, auth: Authentication
 ) -> None:

@@ -13,12 +13,14 @@ from shared.config import (
     APP_SETTINGS,
     DEFAULT_CONNECTION_STRING,
     DEFAULT_ENFORCE_SCHEDULE,
+    MAX_WRAP_UP_AUTO_CLOSE_MINUTES,
     ConfigError,
     load_settings,
 )
 
 KEY = "k" * 32
 AZURE_ENDPOINT = "https://account.table.core.windows.net"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_for_local_development() -> None:
@@ -125,6 +127,31 @@ def test_missing_signing_key_locally_is_random_and_warned(
     assert first.decode() not in caplog.text
 
 
+def test_admin_sign_in_is_off_by_default() -> None:
+    settings = load_settings({})
+    assert settings.admin_required_role is None
+    assert settings.platform_auth_enabled is False
+
+
+def test_admin_sign_in_settings_are_read() -> None:
+    settings = load_settings(
+        {"ADMIN_REQUIRED_ROLE": " ChatReconnect.Admin ", "WEBSITE_AUTH_ENABLED": "True"}
+    )
+    assert settings.admin_required_role == "ChatReconnect.Admin"
+    assert settings.platform_auth_enabled is True
+
+
+@pytest.mark.parametrize("value", ["", " ", "False", "false", "0", "yes", "1"])
+def test_only_true_means_app_service_authentication_is_on(value: str) -> None:
+    # App Service writes True/False; anything else must not make the header trusted.
+    assert load_settings({"WEBSITE_AUTH_ENABLED": value}).platform_auth_enabled is False
+
+
+def test_an_empty_admin_role_means_no_admin_sign_in() -> None:
+    # The Bicep writes '' when no admin app registration is deployed.
+    assert load_settings({"ADMIN_REQUIRED_ROLE": "  "}).admin_required_role is None
+
+
 class RecordingEnviron(Mapping[str, str]):
     """An environment that records which names were looked up."""
 
@@ -158,3 +185,39 @@ def test_the_readme_configuration_table_lists_exactly_the_app_settings() -> None
     table = section.split("Local development only", 1)[0]
     documented = re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.MULTILINE)
     assert sorted(documented) == sorted(APP_SETTINGS)
+
+
+UNRESOLVED_REFERENCES = [
+    "@Microsoft.KeyVault(SecretUri=https://kv-contoso.vault.azure.net/secrets/RECONNECT-SIGNING-KEY/)",
+    "@microsoft.keyvault(VaultName=kv-contoso;SecretName=RECONNECT-SIGNING-KEY)",
+    "  @MICROSOFT.KEYVAULT (SecretUri=https://kv-contoso.vault.azure.net/secrets/key/0123456789)",
+    "\t@ Microsoft . KeyVault\n(SecretUri=https://kv-contoso.vault.azure.net/secrets/key)",
+]
+
+
+@pytest.mark.parametrize("name", ["RECONNECT_SIGNING_KEY", "RECONNECT_PREVIOUS_SIGNING_KEY"])
+@pytest.mark.parametrize("reference", UNRESOLVED_REFERENCES)
+def test_an_unresolved_key_vault_reference_is_never_a_key(name: str, reference: str) -> None:
+    """Issue 12, item 1: Azure hands over the reference text when it cannot resolve it; the
+    text is longer than 32 characters and anyone can rebuild it from the host name."""
+    assert len(reference) >= 32
+    environ = {"RECONNECT_SIGNING_KEY": KEY, name: reference}
+    with pytest.raises(ConfigError, match=f"^{name} is an unresolved Key Vault reference"):
+        load_settings(environ)
+
+
+def test_a_key_that_mentions_key_vault_later_is_still_a_key() -> None:
+    key = "x" * 32 + "@Microsoft.KeyVault("
+    assert load_settings({"RECONNECT_SIGNING_KEY": key}).signing_key == key.encode()
+
+
+def test_wrap_up_auto_close_minutes_has_a_documented_maximum() -> None:
+    """Issue 12, item 5: a huge value made date arithmetic overflow (500) in every request."""
+    maximum = str(MAX_WRAP_UP_AUTO_CLOSE_MINUTES)
+    assert load_settings({"WRAP_UP_AUTO_CLOSE_MINUTES": maximum}).wrap_up_auto_close_minutes == (
+        MAX_WRAP_UP_AUTO_CLOSE_MINUTES
+    )
+    for value in (str(MAX_WRAP_UP_AUTO_CLOSE_MINUTES + 1), "10" * 20):
+        with pytest.raises(ConfigError, match="WRAP_UP_AUTO_CLOSE_MINUTES must be at most"):
+            load_settings({"WRAP_UP_AUTO_CLOSE_MINUTES": value})
+    assert f"at most {MAX_WRAP_UP_AUTO_CLOSE_MINUTES}" in (ROOT / "README.md").read_text()

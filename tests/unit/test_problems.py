@@ -22,6 +22,10 @@ FIELDS = (errors.FieldProblem("timeLimitMinutes", "must be at most 1440"),)
 CASES: list[Any] = [
     pytest.param(request_errors.MalformedRequest("bad id"), 400, id="bad-request"),
     pytest.param(errors.InvalidCustomerToken("no token"), 401, id="unauthorized"),
+    pytest.param(
+        request_errors.AdminSignInRequired("no sign-in"), 401, id="admin-sign-in-required"
+    ),
+    pytest.param(request_errors.Forbidden("no role"), 403, id="forbidden"),
     pytest.param(errors.UnknownResource("no widget"), 404, id="not-found"),
     pytest.param(errors.UnknownWidget("w"), 404, id="unknown-widget"),
     pytest.param(errors.UnknownConversation("c"), 404, id="unknown-conversation"),
@@ -33,12 +37,16 @@ CASES: list[Any] = [
     pytest.param(errors.LinkUnavailable(None), 410, id="reconnect-unavailable"),
     pytest.param(errors.PreconditionMismatch("etag"), 412, id="precondition-failed"),
     pytest.param(request_errors.BodyTooLarge("big"), 413, id="payload-too-large"),
+    pytest.param(errors.TooLargeToStore("64 KiB", FIELDS), 413, id="too-large-to-store"),
     pytest.param(
         request_errors.UnsupportedContentType("text/plain"), 415, id="unsupported-media-type"
     ),
     pytest.param(errors.InvalidInput(FIELDS), 422, id="validation-failed"),
+    pytest.param(errors.StorageRefused("InvalidInput"), 422, id="storage-refused"),
     pytest.param(errors.StorageUnavailable("down"), 503, id="storage-unavailable"),
     pytest.param(errors.WriteContention("busy"), 503, id="concurrency-exhausted"),
+    pytest.param(request_errors.AdminSignInMisconfigured("auth off"), 503, id="admin-sign-in-off"),
+    pytest.param(request_errors.Misconfigured("wrong setting"), 503, id="misconfigured"),
 ]
 
 
@@ -197,3 +205,8 @@ def test_internal_error_leaks_nothing() -> None:
         "status": 500,
         "detail": "An unexpected error occurred.",
     }
+
+
+def test_too_large_to_store_names_the_field() -> None:
+    _, body, _ = problem_for(errors.TooLargeToStore("64 KiB", FIELDS))
+    assert body["errors"] == [{"field": "timeLimitMinutes", "message": "must be at most 1440"}]

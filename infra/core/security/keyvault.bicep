@@ -13,11 +13,19 @@ param signingKey string
 @maxValue(90)
 param softDeleteRetentionInDays int = 90
 
+@allowed([
+  'default'
+  'recover'
+])
+@description('`recover` brings back this vault from its soft-deleted state (after `azd down --purge`, which purge protection stops from purging); `default` creates it or updates it.')
+param createMode string = 'default'
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
   location: location
   tags: tags
   properties: {
+    createMode: createMode
     tenantId: tenant().tenantId
     sku: {
       family: 'A'
