@@ -30,8 +30,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local.app import build_app
 from local.azurite import Azurite
-from local.host import build_app, serve_in_thread
+from local.server import serve_in_thread
 from shared.api.http import MAX_BODY_BYTES, OPERATIONS
 from shared.wiring import set_service
 from tests.conftest import FakeClock, fresh_function_app, make_service
