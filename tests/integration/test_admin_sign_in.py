@@ -21,7 +21,7 @@ import pytest
 from shared.api.admin_auth import PRINCIPAL_HEADER
 from shared.api.http import OPERATIONS
 from shared.api.manage import delete_widget, get_widget, list_widgets, patch_widget, put_widget
-from shared.config import get_settings
+from shared.config import reload_settings
 from shared.services.app import App
 from tests.conftest import decode, http_request
 
@@ -52,10 +52,10 @@ ADMIN = principal_header(ROLE)
 def app_settings(monkeypatch: pytest.MonkeyPatch, **values: str) -> Iterator[None]:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    reload_settings()
     yield
     # The next reader builds the settings again from the restored environment.
-    get_settings.cache_clear()
+    reload_settings()
 
 
 @pytest.fixture
