@@ -83,7 +83,7 @@ var tags = {
   'azd-env-name': environmentName
 }
 
-// The product's tables (shared/store.py); one array so a rename is one edit.
+// The product's tables (shared/storage/tables.py); one array so a rename is one edit.
 var tableNames = [
   'widgets'
   'conversations'

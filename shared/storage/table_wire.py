@@ -193,7 +193,7 @@ def check_sdk(table: TableClient) -> None:
     if not callable(getattr(getattr(table, "_client", None), "send_request", None)):
         raise SdkMismatch(
             "azure-data-tables has no TableClient._client.send_request, which "
-            "shared/table_wire.py sends its requests with: install the version pinned in "
+            "shared/storage/table_wire.py sends its requests with: install the version pinned in "
             "requirements.txt, or adapt table_wire._send to the new SDK"
         )
 
