@@ -239,9 +239,7 @@ def build_scenario(connection_string: str, stored: int, workers: ThreadPoolExecu
     clock = MovableClock(BASE)
     service = App(store, LinkSigner(SIGNING_KEY), auto_close_after=AUTO_CLOSE, clock=clock)
     service.settings.put_widget(
-        WidgetSettings(WIDGET, True, int(TIME_LIMIT.total_seconds() // 60), PORTAL),
-        if_match=None,
-        if_none_match=None,
+        WidgetSettings(WIDGET, True, int(TIME_LIMIT.total_seconds() // 60), PORTAL)
     )
     scenario = Scenario(stored, client, clock, service)
     if stored:
