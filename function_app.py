@@ -2,9 +2,9 @@
 
 import azure.functions as func
 
-from shared.api import manage, ops, platform, timers, widget
+from shared.api import manage, omnichannel, ops, platform, timers, widget
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
+for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, omnichannel.bp, timers.bp):
     app.register_functions(blueprint)

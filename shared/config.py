@@ -21,6 +21,7 @@ APP_SETTINGS: tuple[str, ...] = (
     "RECONNECT_PREVIOUS_SIGNING_KEY",
     "WRAP_UP_AUTO_CLOSE_MINUTES",
     "RECONNECT_ENFORCE_SCHEDULE",
+    "OMNICHANNEL_ORG_ID",
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -44,6 +45,8 @@ class Settings:
     previous_signing_key: bytes | None
     wrap_up_auto_close_minutes: int
     enforce_schedule: str
+    # The org id the Omnichannel chat SDK routes answer to; None turns those routes off.
+    omnichannel_org_id: str | None = None
 
 
 def _signing_key(name: str, value: str | None) -> bytes | None:
@@ -94,6 +97,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES,
         ),
         enforce_schedule=environ.get("RECONNECT_ENFORCE_SCHEDULE") or DEFAULT_ENFORCE_SCHEDULE,
+        omnichannel_org_id=(environ.get("OMNICHANNEL_ORG_ID") or "").strip() or None,
     )
 
 

@@ -14,6 +14,7 @@ param previousSigningKeyVersion string
 param corsAllowedOrigins array
 param wrapUpAutoCloseMinutes int
 param enforceSchedule string
+param omnichannelOrgId string
 param maximumInstanceCount int
 param instanceMemoryMB int
 param zoneRedundant bool
@@ -45,6 +46,8 @@ var appSettings = {
   RECONNECT_PREVIOUS_SIGNING_KEY: previousSigningKey
   WRAP_UP_AUTO_CLOSE_MINUTES: string(wrapUpAutoCloseMinutes)
   RECONNECT_ENFORCE_SCHEDULE: enforceSchedule
+  // Empty turns the Omnichannel chat SDK routes off (docs/omnichannel.md).
+  OMNICHANNEL_ORG_ID: omnichannelOrgId
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -85,6 +88,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      // The platform answers preflights for these origins and allows the headers they ask
+      // for, Microsoft's chat SDK's included (AuthenticatedUserToken, Ms-Oc-User-Agent, ...).
       cors: {
         allowedOrigins: corsAllowedOrigins
         supportCredentials: false

@@ -68,7 +68,14 @@ def test_function_app_registers_exactly_these_blueprints() -> None:
             and not isinstance(node.args[0], ast.Name)
         ):
             registered.append(ast.unparse(node.args[0]))
-    assert registered == ["ops.bp", "manage.bp", "platform.bp", "widget.bp", "timers.bp"]
+    assert registered == [
+        "ops.bp",
+        "manage.bp",
+        "platform.bp",
+        "widget.bp",
+        "omnichannel.bp",
+        "timers.bp",
+    ]
 
 
 def test_every_expected_route_exists_with_its_auth_level(
