@@ -35,6 +35,18 @@ EXPECTED_HTTP: dict[tuple[str, str], str] = {
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}"): "ANONYMOUS",
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}/decline"): "ANONYMOUS",
     ("GET", "widgets/{widgetId}/reconnectable"): "ANONYMOUS",
+    ("GET", "livechatconnector/config/{orgId}/{widgetId}"): "ANONYMOUS",
+    ("OPTIONS", "livechatconnector/config/{orgId}/{widgetId}"): "ANONYMOUS",
+    ("GET", "livechatconnector/reconnect/{orgId}/{widgetId}/{reconnectId}"): "ANONYMOUS",
+    ("OPTIONS", "livechatconnector/reconnect/{orgId}/{widgetId}/{reconnectId}"): "ANONYMOUS",
+    (
+        "GET",
+        "livechatconnector/auth/reconnectablechats/{orgId}/{widgetId}/{requestId}",
+    ): "ANONYMOUS",
+    (
+        "OPTIONS",
+        "livechatconnector/auth/reconnectablechats/{orgId}/{widgetId}/{requestId}",
+    ): "ANONYMOUS",
 }
 
 
