@@ -27,6 +27,9 @@ param previousSigningKeyVersion string = ''
 @description('Origins (scheme://host[:port]) of the portals that host the widget; the browser may call the API from these only.')
 param corsAllowedOrigins array = []
 
+@description('Organization id that pages using Microsoft\'s Omnichannel chat SDK pass as orgId (OMNICHANNEL_ORG_ID); empty turns the SDK\'s routes off. Their portal origins belong in corsAllowedOrigins.')
+param omnichannelOrgId string = ''
+
 @minValue(1)
 @maxValue(10080)
 @description('Minutes after which a conversation left in wrap-up is closed automatically (WRAP_UP_AUTO_CLOSE_MINUTES).')
@@ -163,6 +166,7 @@ module api 'app/api.bicep' = {
     corsAllowedOrigins: corsAllowedOrigins
     wrapUpAutoCloseMinutes: wrapUpAutoCloseMinutes
     enforceSchedule: enforceSchedule
+    omnichannelOrgId: omnichannelOrgId
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant

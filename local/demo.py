@@ -1,15 +1,19 @@
-"""Dev-only routes of the local host: a token issuer for the demo's authenticated widget.
+"""Dev-only routes of the local host: a token issuer for the demo's authenticated widget,
+and Microsoft's Omnichannel chat SDK for the demo's SDK page (``widget/sdk.html``).
 
 ``GET /dev/issuer`` answers ``{issuer, audience, kid, pem}`` (what an admin puts in a
 widget's ``authentication`` settings) and ``POST /dev/token {"sub"}`` answers an RS256
 customer token signed with a key generated when the host starts and kept in memory only.
-It stands in for a portal's identity provider. Never deployed: ``local/`` is in
+It stands in for a portal's identity provider. ``GET /dev/omnichannel`` answers
+``{orgId, sdkVersion}`` and ``GET /dev/omnichannel-chat-sdk.js`` the SDK from node_modules
+bundled for the browser (see ``local/sdk_bundle.py``). Never deployed: ``local/`` is in
 ``.funcignore``, and only the local host mounts these routes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +23,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+
+from local.sdk_bundle import SdkBundle, SdkBundleError
 
 DEV_ISSUER = "urn:chat-reconnect:dev-issuer"
 TOKEN_LIFETIME = timedelta(hours=1)
@@ -75,8 +81,8 @@ class DevIssuer:
         return token, expires
 
 
-def _problem(status: int, detail: str) -> JSONResponse:
-    body = {"type": "about:blank", "title": "Bad Request", "status": status, "detail": detail}
+def _problem(status: int, detail: str, title: str = "Bad Request") -> JSONResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return JSONResponse(body, status, headers=NO_STORE, media_type="application/problem+json")
 
 
@@ -117,7 +123,25 @@ def demo_routes(
         body = {"token": token, "expiresAt": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
         return JSONResponse(body, headers=NO_STORE)
 
+    bundle = SdkBundle()
+
+    async def omnichannel(request: Request) -> JSONResponse:
+        body = {
+            "orgId": os.environ.get("OMNICHANNEL_ORG_ID") or None,
+            "sdkVersion": bundle.version(),
+        }
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def sdk_script(request: Request) -> Response:
+        try:
+            script = await bundle.script()
+        except SdkBundleError as error:
+            return _problem(503, str(error), "Service Unavailable")
+        return Response(script, media_type="text/javascript", headers=NO_STORE)
+
     return [
         Route("/dev/issuer", describe, methods=["GET"]),
         Route("/dev/token", issue, methods=["POST"]),
+        Route("/dev/omnichannel", omnichannel, methods=["GET"]),
+        Route("/dev/omnichannel-chat-sdk.js", sdk_script, methods=["GET"]),
     ]

@@ -42,6 +42,8 @@ POLL_INTERVAL = 0.2
 DEMO_ENFORCE_SCHEDULE = "*/5 * * * * *"
 # The demo's dev-only token issuer, which the runner asks the host to mount.
 DEMO_ROUTES = "local.demo:demo_routes"
+# The org id of the demo's page with Microsoft's chat SDK (widget/sdk.html), unless set.
+DEMO_OMNICHANNEL_ORG_ID = "00000000-0000-4000-8000-000000000de0"
 
 
 class DevError(RuntimeError):
@@ -142,7 +144,8 @@ def _write_pids(directory: Path, pids: Mapping[str, int]) -> None:
 def _host_environment(
     environ: Mapping[str, str], functions_port: int, azurite_port: int, directory: Path
 ) -> dict[str, str]:
-    """The host's environment: ours, plus storage, signing key and timer schedule unless set."""
+    """The host's environment: ours, plus storage, signing key, timer schedule and the SDK
+    page's Omnichannel org id unless set."""
     env = dict(environ)
     env["FUNCTIONS_PORT"] = str(functions_port)
     env.setdefault("TABLES_CONNECTION_STRING", connection_string(azurite_port))
@@ -150,6 +153,8 @@ def _host_environment(
         env["RECONNECT_ENFORCE_SCHEDULE"] = DEMO_ENFORCE_SCHEDULE
     if not env.get("RECONNECT_SIGNING_KEY"):
         env["RECONNECT_SIGNING_KEY"] = ensure_signing_key(directory)
+    if not env.get("OMNICHANNEL_ORG_ID"):
+        env["OMNICHANNEL_ORG_ID"] = DEMO_OMNICHANNEL_ORG_ID
     env["PYTHONUNBUFFERED"] = "1"  # the host's log lines show up as they happen
     return env
 
@@ -204,7 +209,7 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
                 f"  host     {base_url}\n"
                 f"  health   {api}/health\n"
                 f"  openapi  {api}/openapi.json\n"
-                f"  demo     {base_url}/\n"
+                f"  demo     {base_url}/ (Microsoft's chat SDK: {base_url}/sdk.html)\n"
                 f"  timer    {env['RECONNECT_ENFORCE_SCHEDULE']} (RECONNECT_ENFORCE_SCHEDULE)\n"
                 f"  azurite  http://127.0.0.1:{azurite_port}/{DEV_ACCOUNT}"
                 f" (data in {azurite.location})\n"

@@ -26,6 +26,7 @@ APP_SETTINGS: tuple[str, ...] = (
     "ADMIN_REQUIRED_ROLE",
     # Set by App Service itself (never by us) while its built-in authentication is on.
     "WEBSITE_AUTH_ENABLED",
+    "OMNICHANNEL_ORG_ID",
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -58,6 +59,8 @@ class Settings:
     admin_required_role: str | None
     # Whether App Service authentication is on, i.e. whether X-MS-CLIENT-PRINCIPAL can be trusted.
     platform_auth_enabled: bool
+    # The org id the Omnichannel chat SDK routes answer to; None turns those routes off.
+    omnichannel_org_id: str | None = None
 
 
 def _signing_key(name: str, value: str | None) -> bytes | None:
@@ -119,6 +122,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         enforce_schedule=environ.get("RECONNECT_ENFORCE_SCHEDULE") or DEFAULT_ENFORCE_SCHEDULE,
         admin_required_role=(environ.get("ADMIN_REQUIRED_ROLE") or "").strip() or None,
         platform_auth_enabled=(environ.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
+        omnichannel_org_id=(environ.get("OMNICHANNEL_ORG_ID") or "").strip() or None,
     )
 
 

@@ -21,6 +21,8 @@ from local.azurite import Azurite
 # The settings module reads these once; set them before anything imports the app.
 os.environ.setdefault("RECONNECT_ENFORCE_SCHEDULE", "*/30 * * * * *")
 os.environ.setdefault("RECONNECT_SIGNING_KEY", "test-signing-key-" + "x" * 32)
+# The Omnichannel chat SDK routes answer only to this org id (tests/e2e/test_omnichannel_sdk.py).
+os.environ.setdefault("OMNICHANNEL_ORG_ID", "6a0e4a62-0b4e-4c35-8f7e-3f1c2f0b9c11")
 
 from shared.domain.links import LinkSigner
 from shared.services.app import App
@@ -29,6 +31,7 @@ from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
 from tests.keys import new_rsa_key
 
 SIGNING_KEY = b"test-signing-key-0123456789abcdef0123456789"
+OMNICHANNEL_ORG_ID = os.environ["OMNICHANNEL_ORG_ID"]
 START = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 
 
@@ -85,10 +88,10 @@ def fresh_function_app() -> func.FunctionApp:
     function_app.app may list its functions only once (the session host does), so other
     hosts and metadata tests build this twin; test_function_metadata keeps it honest.
     """
-    from shared.api import manage, ops, platform, timers, widget
+    from shared.api import manage, omnichannel, ops, platform, timers, widget
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
+    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, omnichannel.bp, timers.bp):
         app.register_functions(blueprint)
     return app
 

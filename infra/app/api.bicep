@@ -14,6 +14,7 @@ param previousSigningKeyVersion string
 param corsAllowedOrigins array
 param wrapUpAutoCloseMinutes int
 param enforceSchedule string
+param omnichannelOrgId string
 param maximumInstanceCount int
 param instanceMemoryMB int
 param zoneRedundant bool
@@ -53,6 +54,8 @@ var appSettings = {
   RECONNECT_ENFORCE_SCHEDULE: enforceSchedule
   // The admin routes trust App Service's forwarded principal only with this role (shared/api/admin_auth.py).
   ADMIN_REQUIRED_ROLE: adminSignIn ? adminAppRole : ''
+  // Empty turns the Omnichannel chat SDK routes off (docs/omnichannel.md).
+  OMNICHANNEL_ORG_ID: omnichannelOrgId
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -92,6 +95,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
       http20Enabled: true
+      // The platform answers preflights for these origins and allows the headers they ask
+      // for, Microsoft's chat SDK's included (AuthenticatedUserToken, Ms-Oc-User-Agent, ...).
       cors: {
         allowedOrigins: corsAllowedOrigins
         supportCredentials: false

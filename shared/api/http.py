@@ -61,6 +61,8 @@ class Operation:
     bearer: bool = False
     # Optional request headers the operation honours, with their JSON schema.
     request_headers: tuple[tuple[str, dict[str, Any]], ...] = ()
+    # OpenAPI security requirements when neither the auth level nor `bearer` says them.
+    security: tuple[dict[str, list[str]], ...] | None = None
 
 
 OPERATIONS: list[Operation] = []

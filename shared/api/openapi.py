@@ -68,7 +68,9 @@ def build_openapi(operations: list[Operation] | None = None) -> dict[str, Any]:
             "parameters": _parameters(operation),
             "responses": {},
         }
-        if operation.auth_level is not func.AuthLevel.ANONYMOUS:
+        if operation.security is not None:
+            entry["security"] = list(operation.security)
+        elif operation.auth_level is not func.AuthLevel.ANONYMOUS:
             entry["security"] = [{"functionKey": []}, {"functionKeyQuery": []}]
         elif operation.bearer:
             # Required on authenticated widgets only, so the empty alternative stays.
@@ -117,6 +119,12 @@ def build_openapi(operations: list[Operation] | None = None) -> dict[str, Any]:
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
                 "customerToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                # The customer's JWT as Omnichannel's chat SDK sends it (no "Bearer ").
+                "authenticatedUserToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "AuthenticatedUserToken",
+                },
             },
         },
     }

@@ -287,3 +287,81 @@ class Problem(Model):
     errors: list[ProblemFieldError] | None = None
     state: State | None = None
     redirect_url: str | None = None
+
+
+# --- Omnichannel chat SDK (docs/omnichannel.md) ---------------------------------------------
+# Omnichannel's wire names, which Microsoft's SDK reads verbatim: PascalCase, msdyn_*
+# columns of Dataverse with "true"/"false" strings, lower-case record fields.
+
+
+class OmnichannelModel(BaseModel):
+    """A model whose wire names are Omnichannel's, spelled out field by field."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class LiveChatWidgetColumns(OmnichannelModel):
+    """The widget's columns the SDK's initialize() reads (`LiveWSAndLiveChatEngJoin`)."""
+
+    widget_app_id: str = Field(alias="msdyn_widgetappid")
+    enable_chat_reconnect: Literal["true", "false"] = Field(alias="msdyn_enablechatreconnect")
+    conversation_mode: str = Field(alias="msdyn_conversationmode")
+    prechat_enabled: Literal["false"] = Field(alias="msdyn_prechatenabled")
+    attachments_for_customers: Literal["false"] = Field(
+        alias="msdyn_enablefileattachmentsforcustomers"
+    )
+    attachments_for_agents: Literal["false"] = Field(alias="msdyn_enablefileattachmentsforagents")
+    calling_options: str = Field(alias="msdyn_callingoptions")
+
+
+class ChatWidgetLanguage(OmnichannelModel):
+    locale_id: str = Field(alias="msdyn_localeid")
+
+
+class DataMaskingSetting(OmnichannelModel):
+    mask_for_customer: bool = Field(alias="msdyn_maskforcustomer")
+
+
+class DataMaskingInfo(OmnichannelModel):
+    setting: DataMaskingSetting
+    data_masking_rules: dict[str, str] = Field(alias="dataMaskingRules")
+
+
+class LiveChatAuthSettings(OmnichannelModel):
+    """Present on authenticated widgets: it is what makes the SDK send the customer's token."""
+
+    authentication_type: str = Field(alias="msdyn_authenticationtype")
+    javascript_client_function: str = Field(alias="msdyn_javascriptclientfunction")
+    public_key_url: str = Field(alias="msdyn_publickeyurl")
+
+
+class LiveChatConfigView(OmnichannelModel):
+    """The live chat config `initialize()` needs; everything not about reconnects is off."""
+
+    live_chat_version: Literal[2] = Field(alias="LiveChatVersion")
+    widget: LiveChatWidgetColumns = Field(alias="LiveWSAndLiveChatEngJoin")
+    language: ChatWidgetLanguage = Field(alias="ChatWidgetLanguage")
+    data_masking: DataMaskingInfo = Field(alias="DataMaskingInfo")
+    auth_settings: LiveChatAuthSettings | None = Field(
+        default=None, alias="LiveChatConfigAuthSettings"
+    )
+
+
+class ReconnectAvailabilityView(OmnichannelModel):
+    """Omnichannel's reconnect availability: the link's reconnect context, renamed."""
+
+    reconnect_id: str | None = Field(alias="reconnectId")
+    is_reconnect_available: bool = Field(alias="isReconnectAvailable")
+    reconnect_redirection_url: str | None = Field(alias="reconnectRedirectionURL")
+
+
+class ReconnectableChatView(OmnichannelModel):
+    """Omnichannel's reconnect mapping record (the SDK reads `reconnectid`) plus the prompt's
+    own answer in this service's names."""
+
+    reconnectid: str
+    orgid: str
+    widgetappid: str
+    conversation_id: str = Field(alias="conversationId")
+    expires_at: UtcDateTime | None = Field(alias="expiresAt")
+    disconnected_at: UtcDateTime | None = Field(alias="disconnectedAt")

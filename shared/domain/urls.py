@@ -53,3 +53,13 @@ def with_query_param(url: str, name: str, value: str) -> str:
     ]
     query.append(f"{quote(name, safe='')}={quote(value, safe='')}")
     return urlunsplit(parts._replace(query="&".join(query)))
+
+
+def origin_of(url: str) -> str:
+    """The origin (`scheme://host[:port]`) a browser sends for a page at `url`, lower-cased."""
+    parts = urlsplit(url)
+    default_port = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    suffix = f":{port}" if port is not None and port != default_port else ""
+    return f"{parts.scheme.lower()}://{host}{suffix}"

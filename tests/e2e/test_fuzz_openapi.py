@@ -51,7 +51,7 @@ from local.azurite import Azurite
 from local.server import serve_in_thread
 from shared.api.http import OPERATIONS
 from shared.wiring import set_service
-from tests.conftest import FakeClock, fresh_function_app, make_service
+from tests.conftest import OMNICHANNEL_ORG_ID, FakeClock, fresh_function_app, make_service
 
 # Per operation; half positive, half negative. 17 operations x 40 stays well under two
 # minutes on two cores against Azurite.
@@ -234,6 +234,7 @@ def known_values(seeded: Seeded) -> dict[str, tuple[str, ...]]:
         "agentId": AGENTS,
         "conversationId": seeded.conversations,
         "reconnectId": seeded.reconnect_ids,
+        "orgId": (OMNICHANNEL_ORG_ID,),
     }
 
 
@@ -281,6 +282,24 @@ def happy_cases(seeded: Seeded) -> dict[str, dict[str, Any]]:
             "path_parameters": {"widgetId": "secure"},
             "headers": {"Authorization": seeded.authorization},
         },
+        **omnichannel_happy_cases(seeded),
+    }
+
+
+def omnichannel_happy_cases(seeded: Seeded) -> dict[str, dict[str, Any]]:
+    """The Omnichannel chat SDK's routes (and their CORS preflights) on the seed data."""
+    org = {"orgId": OMNICHANNEL_ORG_ID}
+    user_token = {"AuthenticatedUserToken": seeded.authorization.removeprefix("Bearer ")}
+    chats = {"path_parameters": {**org, "widgetId": "secure", "requestId": "r-1"}}
+    link = {"path_parameters": {**org, "widgetId": "demo", "reconnectId": seeded.reconnect_ids[1]}}
+    config = {"path_parameters": {**org, "widgetId": "secure"}}
+    return {
+        "omnichannel_live_chat_config": config,
+        "omnichannel_live_chat_config_preflight": config,
+        "omnichannel_reconnect_availability": link,
+        "omnichannel_reconnect_availability_preflight": link,
+        "omnichannel_reconnectable_chats": {**chats, "headers": user_token},
+        "omnichannel_reconnectable_chats_preflight": chats,
     }
 
 
@@ -315,7 +334,9 @@ def test_fuzz_operation(
     """A seeded request that must succeed, then valid and invalid generated requests."""
     operation = fuzz_schema.get_operation_by_id(operation_id)
     pools = known_values(seeded)
-    bearer = operation.definition.raw.get("security") == [{}, {"customerToken": []}]
+    security = operation.definition.raw.get("security") or []
+    bearer = security == [{}, {"customerToken": []}]
+    user_token = {"authenticatedUserToken": []} in security
 
     # Requests sent and 5xx seen, printed per operation (run with -s to read them).
     counts = {"requests": 0, "5xx": 0}
@@ -347,6 +368,9 @@ def test_fuzz_operation(
                     case.body["widgetId"] = known or case.body["widgetId"]
                 if bearer and data.draw(st.booleans(), label="customer token"):
                     case.headers = {**(case.headers or {}), "Authorization": seeded.authorization}
+                if user_token and data.draw(st.booleans(), label="AuthenticatedUserToken"):
+                    token = seeded.authorization.removeprefix("Bearer ")
+                    case.headers = {**(case.headers or {}), "AuthenticatedUserToken": token}
                 assume(sendable(case))
                 response = call(case, session)
                 case.validate_response(response, checks=CHECKS)

@@ -35,6 +35,18 @@ EXPECTED_HTTP: dict[tuple[str, str], str] = {
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}"): "ANONYMOUS",
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}/decline"): "ANONYMOUS",
     ("GET", "widgets/{widgetId}/reconnectable"): "ANONYMOUS",
+    ("GET", "livechatconnector/config/{orgId}/{widgetId}"): "ANONYMOUS",
+    ("OPTIONS", "livechatconnector/config/{orgId}/{widgetId}"): "ANONYMOUS",
+    ("GET", "livechatconnector/reconnect/{orgId}/{widgetId}/{reconnectId}"): "ANONYMOUS",
+    ("OPTIONS", "livechatconnector/reconnect/{orgId}/{widgetId}/{reconnectId}"): "ANONYMOUS",
+    (
+        "GET",
+        "livechatconnector/auth/reconnectablechats/{orgId}/{widgetId}/{requestId}",
+    ): "ANONYMOUS",
+    (
+        "OPTIONS",
+        "livechatconnector/auth/reconnectablechats/{orgId}/{widgetId}/{requestId}",
+    ): "ANONYMOUS",
 }
 
 
@@ -68,7 +80,14 @@ def test_function_app_registers_exactly_these_blueprints() -> None:
             and not isinstance(node.args[0], ast.Name)
         ):
             registered.append(ast.unparse(node.args[0]))
-    assert registered == ["ops.bp", "manage.bp", "platform.bp", "widget.bp", "timers.bp"]
+    assert registered == [
+        "ops.bp",
+        "manage.bp",
+        "platform.bp",
+        "widget.bp",
+        "omnichannel.bp",
+        "timers.bp",
+    ]
 
 
 def test_every_expected_route_exists_with_its_auth_level(

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
-from shared.api import manage, ops, platform, timers, widget
+from shared.api import manage, omnichannel, ops, platform, timers, widget
 
 PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\??\}")
 METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
@@ -20,7 +20,7 @@ METHODS = {"get", "put", "post", "patch", "delete", "head", "options", "trace"}
 def registered_http_functions() -> dict[tuple[str, str], tuple[str, str]]:
     """(METHOD, /api/path) -> (function name, auth level), from a fresh app's metadata."""
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, timers.bp):
+    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, omnichannel.bp, timers.bp):
         app.register_functions(blueprint)
     found: dict[tuple[str, str], tuple[str, str]] = {}
     for function in app.get_functions():

@@ -130,6 +130,13 @@ ANONYMOUS_ROUTES = {
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}"),
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}/decline"),
     ("GET", "widgets/{widgetId}/reconnectable"),
+    # Omnichannel's chat SDK (SPEC §6): the same use cases as the widget's routes.
+    ("GET", "livechatconnector/config/{orgId}/{widgetId}"),
+    ("OPTIONS", "livechatconnector/config/{orgId}/{widgetId}"),
+    ("GET", "livechatconnector/reconnect/{orgId}/{widgetId}/{reconnectId}"),
+    ("OPTIONS", "livechatconnector/reconnect/{orgId}/{widgetId}/{reconnectId}"),
+    ("GET", "livechatconnector/auth/reconnectablechats/{orgId}/{widgetId}/{requestId}"),
+    ("OPTIONS", "livechatconnector/auth/reconnectablechats/{orgId}/{widgetId}/{requestId}"),
 }
 
 
