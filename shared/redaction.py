@@ -1,6 +1,6 @@
 """Reconnect IDs never reach a log line: one rule, applied to every log record of the process.
 
-A reconnect ID is a credential (SPEC 2.3). Three shapes of it are replaced by ``REDACTED``:
+A reconnect ID is a credential (contract §2.3). Three shapes of it are replaced by ``REDACTED``:
 the ``{reconnectId}`` path segment of a link route, the value of an ``oc.reconnectid``
 query parameter, and anything shaped like an issued ID (``<conversationId>.<epoch>.<kid><mac>``)
 wherever it appears, e.g. in an exception's message.

@@ -1,5 +1,5 @@
 // The local demo's agent console: drives the admin and platform APIs of the local host so a
-// person can walk every path of SPEC 2.2 while the customer's browser (the iframe on the
+// person can walk every path of contract §2.2 while the customer's browser (the iframe on the
 // left) shows what the reconnect widget does. Dev only; all text is set with textContent.
 import { formatTimeLeft } from "./reconnect.js";
 

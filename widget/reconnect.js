@@ -11,7 +11,7 @@
 // element, and state changes are announced through an aria-live="polite" region.
 
 export const RECONNECT_PARAM = "oc.reconnectid";
-// No reconnect ID the service issues is longer (SPEC ids are at most 128 characters, plus
+// No reconnect ID the service issues is longer (ids are at most 128 characters, plus
 // epoch and MAC); a longer one is unavailable whatever it holds.
 export const MAX_LINK_LENGTH = 256;
 const TOKEN_TIMEOUT_MS = 15000;
@@ -159,7 +159,7 @@ export function createReconnectWidget(options = {}) {
   const base = String(apiBase).replace(/\/+$/, "");
   const widgetPath = `/widgets/${encodeURIComponent(widgetId)}`;
   const id = `crw-${++instances}`;
-  // A reconnect ID is a credential (SPEC 2.3): read it once, then take it out of the address
+  // A reconnect ID is a credential (contract §2.3): read it once, then take it out of the address
   // bar and the session history so it is not bookmarked, shared or shown over a shoulder.
   const linkId = readReconnectId(window.location.href);
   const cleanUrl = withoutReconnectId(window.location.href);

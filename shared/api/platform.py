@@ -104,7 +104,7 @@ def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
     ),
 )
 def conversation_event(req: func.HttpRequest) -> func.HttpResponse:
-    """Apply a lifecycle event (SPEC 2.2)."""
+    """Apply a lifecycle event (contract §2.2)."""
     conversation_id = path_id(req, "conversationId")
     body = parse(req, EventBody)
     result = get_service().conversations.apply_event(

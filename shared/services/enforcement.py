@@ -1,4 +1,4 @@
-"""The timer's use case: wrap up expired sessions and auto-close old wrap-ups (SPEC 3 "Timer").
+"""The timer's use case: wrap up expired sessions and auto-close old wrap-ups (contract §3 "Timer").
 
 Works from the `due` index only: the buckets from the checkpoint to the current minute,
 so its cost grows with what is due, not with what is stored. Every outcome is a

@@ -32,7 +32,7 @@ TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enfo
 # Rows found already gone (or changed since read) that a delete transaction is re-sent
 # without, before the rest of its rows are deleted one by one.
 MISSING_ROWS_RESENT = 3
-# Error codes with which storage refuses a value for its size (SPEC 3 "Limits").
+# Error codes with which storage refuses a value for its size (contract §3 "Limits").
 _TOO_LARGE_CODES = frozenset(
     {
         "PropertyValueTooLarge",

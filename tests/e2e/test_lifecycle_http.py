@@ -1,7 +1,7 @@
 """The conversation lifecycle and reconnect links, end to end through the local host.
 
-Every row of the SPEC 2.2 table, the precise rules of 2.2.1, the links of 2.3, capacity
-of 2.4 and every answer of the SPEC 3 "Widget" and "Platform" routes, over real HTTP.
+Every row of the contract §2.2 table, the precise rules of 2.2.1, the links of 2.3, capacity
+of 2.4 and every answer of the contract §3 "Widget" and "Platform" routes, over real HTTP.
 The clock is the test's FakeClock; the timer is run by calling the service directly.
 """
 
@@ -150,7 +150,7 @@ def disconnected(api: httpx.Client, conversation_id: str, **register_kw: Any) ->
     return send(api, conversation_id, "customer_disconnected")
 
 
-# --- SPEC 2.2: one test per row of the table -------------------------------------------------
+# --- contract §2.2: one test per row of the table --------------------------------------------
 
 
 def test_agent_assigned_moves_open_to_active_and_holds_capacity(
@@ -420,7 +420,7 @@ def test_timer_auto_closes_a_wrap_up_after_fifteen_minutes(
     assert held(api) == 0
 
 
-# --- SPEC 2.2.1: repeats that change nothing, refusals, eventIds -----------------------------
+# --- contract §2.2.1: repeats that change nothing, refusals, eventIds ------------------------
 
 
 def test_second_disconnect_never_extends_the_window(api: httpx.Client, clock: FakeClock) -> None:

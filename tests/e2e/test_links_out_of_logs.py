@@ -1,4 +1,4 @@
-"""Reconnect IDs stay out of every log line (SPEC 2.3): the host's access and error lines,
+"""Reconnect IDs stay out of every log line (contract §2.3): the host's access and error lines,
 uvicorn's, the app's own loggers and their tracebacks, in this process and in the
 ``python -m local.host`` process's output."""
 

@@ -1,4 +1,4 @@
-"""Any string in the ``{reconnectId}`` segment is a link that is simply unavailable (SPEC 2.2.1).
+"""Any string in the ``{reconnectId}`` segment is a link that is simply unavailable (§2.2.1).
 
 Requests go over real HTTP to the local host with the path exactly as the reference widget
 sends it (``encodeURIComponent``, so ``/`` arrives as ``%2F``); http.client sends the path

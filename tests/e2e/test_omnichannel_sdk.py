@@ -1,5 +1,5 @@
 """Microsoft's own client, `@microsoft/omnichannel-chat-sdk` (pinned in package.json), resolves
-reconnects against the local host: SPEC §6, issue 16.
+reconnects against the local host: contract §6, issue 16.
 
 Each case runs tests/e2e/sdk/reconnect_context.cjs in Node (jsdom supplies the browser
 globals): the SDK's `initialize()` and `getChatReconnectContext()` with `orgUrl` pointed at

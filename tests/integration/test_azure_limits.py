@@ -1,4 +1,4 @@
-"""Azure's storage limits, not Azurite's (SPEC 3 "Limits").
+"""Azure's storage limits, not Azurite's (contract §3 "Limits").
 
 Every entity the app stores is built here from the largest input the API accepts, through
 the real path (HTTP, schema validation, entity mapping, Azurite), read back raw and checked
@@ -257,7 +257,7 @@ def test_the_largest_conversation_and_its_index_rows_fit_azure(
     assert_every_entity_fits(service)
 
 
-# --- the eventId memory (SPEC 2.2.1; README "Limits") ---------------------------------------
+# --- the eventId memory (contract §2.2.1; README "Limits") ----------------------------------
 
 
 @pytest.mark.parametrize(("later_events", "recognised"), [(63, True), (64, False)])

@@ -1,4 +1,4 @@
-"""The admin settings API (SPEC 2.1 and 3 "Admin") against a real Azurite.
+"""The admin settings API (contract §2.1 and 3 "Admin") against a real Azurite.
 
 Most cases call the decorated handlers directly with a real `func.HttpRequest`; the
 ones whose point is the wire (status, headers, raw bodies, paging links) go through
@@ -417,7 +417,7 @@ def test_patch_bodies_that_are_not_a_json_object() -> None:
     assert_problem(patch({"timeLimitMinutes": 30}, content_type=None), 415)
 
 
-# --- validation: every rule of SPEC 2.1 ------------------------------------------------------
+# --- validation: every rule of contract §2.1 -------------------------------------------------
 
 LONG_URL = "https://contoso.example/" + "a" * (2049 - len("https://contoso.example/"))
 BAD_URLS = [

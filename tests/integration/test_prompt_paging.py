@@ -1,4 +1,4 @@
-"""The authenticated prompt reads past the first page of a customer's index rows (SPEC 3).
+"""The authenticated prompt reads past the first page of a customer's index rows (contract §3).
 
 The `customers` index lists a customer's conversations newest *created* first, while the
 prompt offers the one the customer was connected to most recently: an older conversation

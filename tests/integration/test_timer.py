@@ -1,4 +1,4 @@
-"""The time-limit timer against a real Azurite, with a movable clock (SPEC 2.2, 2.4, 3 "Timer").
+"""The time-limit timer against a real Azurite, with a movable clock (contract §2.2, §2.4, §3).
 
 Conversations are set up through the HTTP contract (the in-process local host) or the
 app's use cases; the timer is the app's `timer.run` or its Functions
@@ -855,7 +855,7 @@ def test_a_plain_due_row_without_snapshot_is_enforced_by_reading_first(
     assert due_rows(azurite, service) == {(due_bucket(clock.now + AUTO_CLOSE), "c-plain")}
 
 
-# --- a writer between the timer's read and its delete (SPEC 3 "Timer") -----------------
+# --- a writer between the timer's read and its delete (contract §3 "Timer") ------------
 
 
 def writer_disconnects_after_the_timer_read(

@@ -1,4 +1,4 @@
-"""The domain as a pure state machine: every row of SPEC 2.2 and every rule of 2.2.1."""
+"""The domain as a pure state machine: every row of contract §2.2 and every rule of 2.2.1."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def waiting() -> Conversation:
 
 
 # ------------------------------------------------------------------------------------------
-# new_conversation and the capacity rule (SPEC 2.4)
+# new_conversation and the capacity rule (contract §2.4)
 # ------------------------------------------------------------------------------------------
 
 
@@ -152,7 +152,7 @@ def test_wrap_up_keeps_the_agent_for_the_record_but_holds_no_capacity() -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# SPEC 2.2: one test per row of the event table
+# contract §2.2: one test per row of the event table
 # ------------------------------------------------------------------------------------------
 
 
@@ -362,7 +362,7 @@ def test_agent_closed_on_wrap_up_closes() -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# SPEC 2.2 timer rows: enforce / due_at
+# contract §2.2 timer rows: enforce / due_at
 # ------------------------------------------------------------------------------------------
 
 
@@ -476,7 +476,7 @@ STATE_BUILDERS: dict[str, Callable[[], Conversation]] = {
     "waiting": waiting,
 }
 
-# Straight from the SPEC 2.2 table (plus the deliberate customer_reconnected on open).
+# Straight from the contract §2.2 table (plus the deliberate customer_reconnected on open).
 ALLOWED_FROM: dict[EventType, frozenset[State]] = {
     EventType.AGENT_ASSIGNED: frozenset({State.OPEN}),
     EventType.CUSTOMER_DISCONNECTED: frozenset({State.OPEN, State.ACTIVE}),
@@ -678,7 +678,7 @@ def test_decline_is_refused_on_a_conversation_that_cannot_continue(
 
 
 # ------------------------------------------------------------------------------------------
-# SPEC 2.2.1: endReason
+# contract §2.2.1: endReason
 # ------------------------------------------------------------------------------------------
 
 

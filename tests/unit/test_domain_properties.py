@@ -1,10 +1,10 @@
-"""Property tests: random lifecycles replayed through the domain keep the SPEC's invariants.
+"""Property tests: random lifecycles replayed through the domain keep the contract's invariants.
 
 Each example is a registration followed by random steps: a platform event, a widget
 continue or decline (attempted only when `can_continue` says it would succeed), or a run
 of the timer, each after a random time step and under random widget settings (the admin
 may flip reconnection or change the limit at any moment). Every step is also checked
-against a small model written straight from the SPEC 2.2 table.
+against a small model written straight from the contract §2.2 table.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Model:
     limit_at_disconnect: timedelta | None = None
 
 
-# --- the SPEC 2.2 table as a model ---------------------------------------------------------
+# --- the contract §2.2 table as a model ----------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def ended(before: Conversation, state: State, reason: EndReason) -> Expected:
 def expected_event(
     before: Conversation, event: Event, widget: WidgetSettings, now: datetime
 ) -> Expected | str:
-    """The outcome the SPEC 2.2 table prescribes (plus customer_reconnected on open)."""
+    """The outcome the contract §2.2 table prescribes (plus customer_reconnected on open)."""
     state, connected = before.state, before.customer_connected
     same = observe(before)
     match event.type:
@@ -201,7 +201,7 @@ def expected_event(
 def expected_timer(
     before: Conversation, now: datetime, auto_close: timedelta, wrap_up_since: datetime | None
 ) -> Expected | None:
-    """The timer rows of SPEC 2.2: deadline passed, or a wrap-up older than auto-close."""
+    """The timer rows of contract §2.2: deadline passed, or a wrap-up older than auto-close."""
     deadline = before.reconnect_deadline
     if before.state in LIVE and not before.customer_connected:
         assert deadline is not None
@@ -216,7 +216,7 @@ def expected_timer(
 
 
 def expected_can_continue(before: Conversation, widget: WidgetSettings, now: datetime) -> bool:
-    """SPEC 2.2 "A reconnect succeeds only if all hold" (link and auth checks aside)."""
+    """contract §2.2 "A reconnect succeeds only if all hold" (link and auth checks aside)."""
     if not widget.reconnect_enabled or widget.widget_id != before.widget_id:
         return False
     if before.state not in LIVE:
@@ -280,7 +280,7 @@ def check_step(before: Model, after: Model, now: datetime) -> None:
 
 
 def run_step(model: Model, step: Step, now: datetime, auto_close: timedelta) -> Model:
-    """Apply one step to the model's conversation, checking it against the SPEC model."""
+    """Apply one step to the model's conversation, checking it against the contract (§2.2)."""
     before = model.conversation
     snapshot = dataclasses.replace(before)
     widget = WidgetSettings(

@@ -1,4 +1,4 @@
-"""Reconnect IDs, links and quick replies (SPEC 2.1 portalUrl, 2.3)."""
+"""Reconnect IDs, links and quick replies (contract §2.1 portalUrl, 2.3)."""
 
 from __future__ import annotations
 

@@ -130,7 +130,7 @@ ANONYMOUS_ROUTES = {
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}"),
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}/decline"),
     ("GET", "widgets/{widgetId}/reconnectable"),
-    # Omnichannel's chat SDK (SPEC §6): the same use cases as the widget's routes.
+    # Omnichannel's chat SDK (contract §6): the same use cases as the widget's routes.
     ("GET", "livechatconnector/config/{orgId}/{widgetId}"),
     ("OPTIONS", "livechatconnector/config/{orgId}/{widgetId}"),
     ("GET", "livechatconnector/reconnect/{orgId}/{widgetId}/{reconnectId}"),

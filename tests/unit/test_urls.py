@@ -1,4 +1,5 @@
-"""shared.domain.urls: which URLs a widget may name, and adding the reconnect parameter to a portal URL."""
+"""shared.domain.urls: which URLs a widget may name, and adding the reconnect parameter to a
+portal URL."""
 
 from __future__ import annotations
 
