@@ -89,7 +89,7 @@ def targets(raw_url: str) -> list[Target]:
     found = []
     for path, item in document["paths"].items():
         for method, operation in item.items():
-            if method.upper() not in {"GET", "PUT", "PATCH", "POST", "DELETE"}:
+            if method.upper() not in {"GET", "PUT", "PATCH", "POST", "DELETE", "OPTIONS"}:
                 continue
             params = tuple(p["name"] for p in operation.get("parameters", []) if p["in"] == "path")
             found.append(Target(operation["operationId"], method.upper(), base + path, params))

@@ -28,6 +28,8 @@ def test_extra_routes_come_from_a_factory_named_on_the_command_line() -> None:
     assert [route.path for route in routes if isinstance(route, Route)] == [
         "/dev/issuer",
         "/dev/token",
+        "/dev/omnichannel",
+        "/dev/omnichannel-chat-sdk.js",
     ]
 
 
