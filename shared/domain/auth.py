@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -111,18 +111,19 @@ def customer_id_from_token(token: str, authentication: Authentication) -> str:
             failure = "The customer token is invalid."
             continue
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > 256:
-            raise InvalidCustomerToken("The customer token's 'sub' claim is invalid.")
-        if not _is_unicode_text(subject):
+        if not _is_reasonable_subject(subject):
             raise InvalidCustomerToken("The customer token's 'sub' claim is invalid.")
         return subject
     raise InvalidCustomerToken(failure)
 
 
-def _is_unicode_text(text: str) -> bool:
-    """False for a string with a lone surrogate (JSON allows `\\ud800`; UTF-8 cannot hold it)."""
+def _is_reasonable_subject(subject: object) -> TypeGuard[str]:
+    """A non-empty string of at most 256 characters that UTF-8 can hold (JSON allows a lone
+    surrogate such as `\\ud800`; hashing the customer id would then fail)."""
+    if not isinstance(subject, str) or not subject or len(subject) > 256:
+        return False
     try:
-        text.encode("utf-8")
+        subject.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
