@@ -1,4 +1,4 @@
-"""Start and stop Azurite's table service as a child process, stopped by its PID."""
+"""Start and stop Azurite's table and queue services as child processes, stopped by PID."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from local.processes import free_port, stop_process_group, wait_for_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_TABLE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-table"
+AZURITE_QUEUE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-queue"
 
 # Azurite's well-known development account (public, documented by Microsoft).
 DEV_ACCOUNT = "devstoreaccount1"
@@ -25,8 +26,20 @@ def connection_string(port: int) -> str:
     )
 
 
+def queue_connection_string(port: int) -> str:
+    """The connection string of an Azurite queue service on 127.0.0.1:port."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"QueueEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};"
+    )
+
+
 class Azurite:
     """An Azurite table service on 127.0.0.1; in memory unless a data folder is given."""
+
+    # The npm binary and its host/port flags: AzuriteQueue changes only these.
+    binary = AZURITE_TABLE_BIN
+    service = "table"
 
     def __init__(self, port: int | None = None, location: Path | None = None) -> None:
         self.port = port or free_port()
@@ -43,13 +56,13 @@ class Azurite:
 
     def start(self, timeout: float = 30.0) -> Azurite:
         """Start the server and wait until it accepts connections."""
-        if not AZURITE_TABLE_BIN.exists():
-            raise FileNotFoundError(f"{AZURITE_TABLE_BIN} is missing: run `npm ci` first")
+        if not self.binary.exists():
+            raise FileNotFoundError(f"{self.binary} is missing: run `npm ci` first")
         args = [
-            str(AZURITE_TABLE_BIN),
-            "--tableHost",
+            str(self.binary),
+            f"--{self.service}Host",
             "127.0.0.1",
-            "--tablePort",
+            f"--{self.service}Port",
             str(self.port),
             "--disableTelemetry",
             "--skipApiVersionCheck",
@@ -97,3 +110,14 @@ class Azurite:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class AzuriteQueue(Azurite):
+    """An Azurite queue service on 127.0.0.1 (integration events); same life cycle."""
+
+    binary = AZURITE_QUEUE_BIN
+    service = "queue"
+
+    @property
+    def connection_string(self) -> str:
+        return queue_connection_string(self.port)

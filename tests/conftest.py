@@ -16,7 +16,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from local.azurite import Azurite
+from local.azurite import Azurite, AzuriteQueue
 
 # The settings module reads these once; set them before anything imports the app.
 os.environ.setdefault("RECONNECT_ENFORCE_SCHEDULE", "*/30 * * * * *")
@@ -53,6 +53,16 @@ class FakeClock:
 def azurite() -> Iterator[Azurite]:
     """A real Azurite table service for the whole session (in memory, free port)."""
     server = Azurite().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_queue() -> Iterator[AzuriteQueue]:
+    """A real Azurite queue service for the whole session (in memory, free port)."""
+    server = AzuriteQueue().start()
     try:
         yield server
     finally:
