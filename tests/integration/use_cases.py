@@ -15,7 +15,7 @@ import pytest
 
 from shared.domain.conversation import Conversation, Event, EventType
 from shared.domain.errors import InvalidTransition, LinkUnavailable
-from shared.domain.settings import WidgetSettings
+from shared.domain.settings import Authentication, WidgetSettings
 from shared.services.app import App
 from shared.services.reconnect import ContinueResult, CustomerSession, ReconnectContext
 from shared.storage.entities import Versioned
@@ -47,8 +47,11 @@ def put_widget(
     *,
     reconnect_enabled: bool = True,
     redirect_url: str | None = None,
+    authentication: Authentication | None = None,
 ) -> WidgetSettings:
-    settings = WidgetSettings(widget_id, reconnect_enabled, LIMIT_MINUTES, PORTAL, redirect_url)
+    settings = WidgetSettings(
+        widget_id, reconnect_enabled, LIMIT_MINUTES, PORTAL, redirect_url, authentication
+    )
     saved, _ = app.settings.put_widget(settings)
     return saved.value
 
