@@ -1,9 +1,10 @@
-"""The timer's rows of contract §2.2 (R10 to R12) as the platform reads them, against a real
-Azurite with a movable clock (`shared/services/enforcement.py`).
+"""The timer's rows of contract §2.2 (R10 to R12) as the platform reads them over HTTP,
+against a real Azurite with a movable clock (`shared/services/enforcement.py`).
 
 The timer has no HTTP route: it is the app's `timer.run`; the conversations are set up and
 read back through the platform's routes on the local host, so these check what a caller sees
-after each outcome, next to the stored outcomes of test_enforcement_outcomes.py.
+after each outcome. The stored outcomes, index rows and capacity are pinned in
+tests/integration/test_state_table.py and test_enforcement_outcomes.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ reconnect deadline and what the link allows afterwards.
 One test per row, named after it, so a row's other effects (integration events, ...) have one
 obvious place to be added. The same rows are pinned on pure values in
 tests/unit/test_domain_events.py and test_domain_timer.py, and over HTTP (answer shapes only)
-in tests/e2e/test_platform_events_http.py and tests/integration/test_enforcement_rows.py.
+in tests/e2e/test_platform_events_http.py and tests/e2e/test_timer_rows_http.py.
 """
 
 from __future__ import annotations

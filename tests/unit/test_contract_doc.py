@@ -132,19 +132,39 @@ def test_the_route_tables_are_not_empty() -> None:
 # --- the rule table -------------------------------------------------------------------------
 
 
-def rule_rows() -> dict[str, tuple[list[str], list[str]]]:
-    """rule id -> (code refs, test refs), from the appendix's table."""
+# The rule table's test columns, in order, and where each layer's tests live.
+LAYERS = ("unit", "service", "HTTP")
+
+
+def in_layer(layer: str, path: str) -> bool:
+    """True when a test file belongs to a layer: unit tests need no storage, service tests
+    call the App over Azurite, HTTP tests go through the routes."""
+    if layer == "unit":
+        return path.startswith("tests/unit/")
+    if layer == "service":
+        return path.startswith("tests/integration/") and not path.endswith("_http.py")
+    return path.startswith("tests/e2e/") or (
+        path.startswith("tests/integration/") and path.endswith("_http.py")
+    )
+
+
+def rule_rows() -> dict[str, tuple[list[str], dict[str, list[str]]]]:
+    """rule id -> (code refs, {layer: test refs}), from the appendix's table."""
     appendix = contract().split("## Appendix: where each rule lives", 1)[1]
-    rows: dict[str, tuple[list[str], list[str]]] = {}
+    rows: dict[str, tuple[list[str], dict[str, list[str]]]] = {}
     for line in appendix.splitlines():
         if not line.startswith("| ") or line.startswith("| rule "):
             continue
         row = cells(line)
         match = RULE_ID.match(row[0])
         assert match is not None, f"a rule-table row without a rule id: {line[:80]}"
-        assert len(row) == 3, f"rule {match.group(1)}: expected 3 cells, got {len(row)}"
+        expected = 2 + len(LAYERS)
+        assert len(row) == expected, f"rule {match.group(1)}: expected {expected} cells"
         code = re.findall(r"`([^`]+)`", row[1])
-        tests = re.findall(r"`([^`]+)`", row[2])
+        tests = {
+            layer: re.findall(r"`([^`]+)`", cell)
+            for layer, cell in zip(LAYERS, row[2:], strict=True)
+        }
         rows[match.group(1)] = (code, tests)
     return rows
 
@@ -176,11 +196,34 @@ def test_every_rule_has_a_row_in_the_rule_table() -> None:
 def test_every_rule_row_names_code_and_tests() -> None:
     for rule, (code, tests) in rule_rows().items():
         assert code, f"rule {rule}: no module/function"
-        assert tests, f"rule {rule}: no test"
         for ref in code:
             assert CODE_REF.match(ref), f"rule {rule}: `{ref}` is not `path.py: name`"
-        for ref in tests:
+        for ref in (ref for refs in tests.values() for ref in refs):
             assert TEST_REF.match(ref), f"rule {rule}: `{ref}` is not `tests/path.py::test`"
+
+
+def test_every_rule_is_pinned_in_each_layer_by_a_test_of_that_layer() -> None:
+    misplaced: list[str] = []
+    for rule, (_, tests) in rule_rows().items():
+        for layer in LAYERS:
+            if not tests[layer]:
+                misplaced.append(f"{rule}: no {layer} test")
+            for ref in tests[layer]:
+                path = ref.split("::", 1)[0]
+                if not in_layer(layer, path):
+                    misplaced.append(f"{rule}: {path} is not a {layer} test")
+    assert not misplaced, "docs/contract.md rule table: " + "; ".join(misplaced)
+
+
+def test_the_layer_check_tells_the_layers_apart() -> None:
+    # Guards in_layer: a wrong classification must not make the test above pass vacuously.
+    assert in_layer("unit", "tests/unit/test_links.py")
+    assert in_layer("service", "tests/integration/test_state_table.py")
+    assert not in_layer("service", "tests/integration/test_security_http.py")
+    assert in_layer("HTTP", "tests/integration/test_security_http.py")
+    assert in_layer("HTTP", "tests/e2e/test_widget_http.py")
+    assert not in_layer("HTTP", "tests/integration/test_state_table.py")
+    assert not in_layer("unit", "tests/e2e/test_widget_http.py")
 
 
 @cache
@@ -202,7 +245,8 @@ def definitions(path: str) -> frozenset[str]:
 
 def test_every_module_function_and_test_in_the_rule_table_exists() -> None:
     stale: list[str] = []
-    for rule, (code, tests) in rule_rows().items():
+    for rule, (code, layers) in rule_rows().items():
+        tests = [ref for refs in layers.values() for ref in refs]
         for ref in code:
             match = CODE_REF.match(ref)
             assert match is not None
