@@ -59,3 +59,88 @@ def validate_event(event: dict[str, Any]) -> None:
         )
     if event["time"] != data["updatedAt"]:
         raise InvalidEvent(f"time: {event['time']!r} is not data.updatedAt {data['updatedAt']!r}")
+
+
+# --- sample events, for tests that need one of each kind --------------------------------------
+
+CREATED = "2026-11-25T12:00:00Z"
+CHANGED = "2026-11-25T12:04:31Z"
+
+# One realistic conversation after each kind of change: (state, agent, connected, end reason,
+# previous state, capacity released, via).
+AFTER: dict[str, tuple[str, str | None, bool, str | None, str | None, str | None, str]] = {
+    "registered": ("open", None, True, None, None, None, "platform"),
+    "agent_assigned": ("active", "agent-7", True, None, "open", None, "platform"),
+    "customer_disconnected": ("active", "agent-7", False, None, "active", None, "platform"),
+    "customer_reconnected": ("active", "agent-7", True, None, "active", None, "widget"),
+    "agent_ended": ("wrap_up", "agent-7", False, "agent_ended", "active", "agent-7", "platform"),
+    "customer_ended": (
+        "wrap_up",
+        "agent-7",
+        False,
+        "customer_ended",
+        "active",
+        "agent-7",
+        "platform",
+    ),
+    "agent_closed": ("open", None, False, None, "active", "agent-7", "platform"),
+    "customer_declined": (
+        "wrap_up",
+        "agent-7",
+        False,
+        "customer_declined",
+        "active",
+        "agent-7",
+        "widget",
+    ),
+    "link_revoked": ("active", "agent-7", False, None, "active", None, "platform"),
+    "reconnect_timeout": (
+        "wrap_up",
+        "agent-7",
+        False,
+        "reconnect_timeout",
+        "active",
+        "agent-7",
+        "timer",
+    ),
+    "auto_closed": ("closed", "agent-7", False, "auto_closed", "wrap_up", None, "timer"),
+}
+
+
+def sample_event(
+    what: str,
+    *,
+    conversation_id: str = "conv-42",
+    sequence: int | None = None,
+    event_id: str = "kD3v9Qx0TlWm1b7ZpA-_cQ",
+) -> dict[str, Any]:
+    """A valid event of type `what`, as the app sends it (sequence 4 unless registered)."""
+    state, agent, connected, reason, previous, released, via = AFTER[what]
+    waiting = what in ("customer_disconnected", "link_revoked", "agent_closed")
+    if sequence is None:
+        sequence = 1 if what == "registered" else 4
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "/chat-reconnect",
+        "type": EVENT_TYPE_PREFIX + what,
+        "subject": f"conversations/{conversation_id}",
+        "time": CHANGED,
+        "datacontenttype": "application/json",
+        "sequence": f"{sequence:010d}",
+        "data": {
+            "conversationId": conversation_id,
+            "widgetId": "demo",
+            "state": state,
+            "agentId": agent,
+            "customerConnected": connected,
+            "disconnectedAt": "2026-11-25T12:02:00Z" if not connected else None,
+            "reconnectDeadline": "2026-11-25T12:12:00Z" if waiting else None,
+            "endReason": reason,
+            "createdAt": CREATED,
+            "updatedAt": CHANGED,
+            "previousState": previous,
+            "via": via,
+            "capacityReleased": released,
+        },
+    }

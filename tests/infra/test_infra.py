@@ -349,7 +349,7 @@ def test_funcignore_keeps_what_the_app_needs(name: str) -> None:
     [
         *(".venv", ".venv-checkov", "node_modules", ".git", ".gitignore", "local.settings.json"),
         *("local.settings.json.example", ".azure"),
-        *("tests", "local", "benchmarks", "widget", "docs", "infra"),
+        *("tests", "local", "benchmarks", "widget", "docs", "infra", "examples"),
         *("README.md", "requirements-dev.txt", "Makefile", "azure.yaml"),
     ],
 )

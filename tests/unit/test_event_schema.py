@@ -21,83 +21,10 @@ from jsonschema import Draft202012Validator
 from shared.api.event_schema import EVENT_TYPE_PREFIX, EVENT_VIAS, event_schema
 from shared.api.schemas import ConversationView
 from tests.conftest import fresh_function_app
-from tests.events import InvalidEvent, validate_event
+from tests.events import AFTER, InvalidEvent, validate_event
+from tests.events import sample_event as example
 
 ROOT = Path(__file__).resolve().parents[2]
-
-CREATED = "2026-11-25T12:00:00Z"
-CHANGED = "2026-11-25T12:04:31Z"
-
-# One realistic conversation after each kind of change: (state, agent, connected, end reason,
-# previous state, capacity released, via).
-AFTER: dict[str, tuple[str, str | None, bool, str | None, str | None, str | None, str]] = {
-    "registered": ("open", None, True, None, None, None, "platform"),
-    "agent_assigned": ("active", "agent-7", True, None, "open", None, "platform"),
-    "customer_disconnected": ("active", "agent-7", False, None, "active", None, "platform"),
-    "customer_reconnected": ("active", "agent-7", True, None, "active", None, "widget"),
-    "agent_ended": ("wrap_up", "agent-7", False, "agent_ended", "active", "agent-7", "platform"),
-    "customer_ended": (
-        "wrap_up",
-        "agent-7",
-        False,
-        "customer_ended",
-        "active",
-        "agent-7",
-        "platform",
-    ),
-    "agent_closed": ("open", None, False, None, "active", "agent-7", "platform"),
-    "customer_declined": (
-        "wrap_up",
-        "agent-7",
-        False,
-        "customer_declined",
-        "active",
-        "agent-7",
-        "widget",
-    ),
-    "link_revoked": ("active", "agent-7", False, None, "active", None, "platform"),
-    "reconnect_timeout": (
-        "wrap_up",
-        "agent-7",
-        False,
-        "reconnect_timeout",
-        "active",
-        "agent-7",
-        "timer",
-    ),
-    "auto_closed": ("closed", "agent-7", False, "auto_closed", "wrap_up", None, "timer"),
-}
-
-
-def example(what: str) -> dict[str, Any]:
-    """A valid event of type `what`, as the app sends it."""
-    state, agent, connected, reason, previous, released, via = AFTER[what]
-    waiting = what in ("customer_disconnected", "link_revoked", "agent_closed")
-    return {
-        "specversion": "1.0",
-        "id": "kD3v9Qx0TlWm1b7ZpA-_cQ",
-        "source": "/chat-reconnect",
-        "type": EVENT_TYPE_PREFIX + what,
-        "subject": "conversations/conv-42",
-        "time": CHANGED,
-        "datacontenttype": "application/json",
-        "sequence": "0000000001" if what == "registered" else "0000000004",
-        "data": {
-            "conversationId": "conv-42",
-            "widgetId": "demo",
-            "state": state,
-            "agentId": agent,
-            "customerConnected": connected,
-            "disconnectedAt": "2026-11-25T12:02:00Z" if not connected else None,
-            "reconnectDeadline": "2026-11-25T12:12:00Z" if waiting else None,
-            "endReason": reason,
-            "createdAt": CREATED,
-            "updatedAt": CHANGED,
-            "previousState": previous,
-            "via": via,
-            "capacityReleased": released,
-        },
-    }
 
 
 def test_every_event_type_of_the_contract_has_an_example() -> None:
