@@ -3,6 +3,7 @@ their `via` and the settings the code reads, and the example consumer it shows e
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_the_settings_table_names_settings_the_code_reads() -> None:
 
 def test_the_example_consumer_is_where_the_page_says() -> None:
     folder = ROOT / "examples" / "events_consumer"
-    for name in ("function_app.py", "host.json", "requirements.txt"):
+    for name in ("function_app.py", "host.json", "requirements.txt", "local.settings.json.example"):
         assert (folder / name).is_file(), name
     assert "def on_conversation_event(" in (folder / "function_app.py").read_text()
     assert "examples/events_consumer/" in doc()
@@ -71,3 +72,24 @@ def test_the_example_consumer_is_where_the_page_says() -> None:
 def test_the_readme_and_the_contract_point_here() -> None:
     assert "(docs/events.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
     assert "events.md" in (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
+
+
+def test_the_example_consumer_triggers_on_the_events_queue_with_its_settings() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "events_consumer_metadata", ROOT / "examples" / "events_consumer" / "function_app.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    functions = {f.get_function_name(): f for f in module.app.get_functions()}
+    (trigger,) = json.loads(functions["on_conversation_event"].get_function_json())["bindings"]
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["queueName"] == "%EVENTS_QUEUE%"
+    assert trigger["connection"] == "EventsStorage"
+    settings = json.loads(
+        (ROOT / "examples" / "events_consumer" / "local.settings.json.example").read_text()
+    )["Values"]
+    assert settings["EVENTS_QUEUE"] == "conversation-events"
+    assert settings["EventsStorage"] == "UseDevelopmentStorage=true"
+    assert {"CONSUMER_TABLES_CONNECTION_STRING", "CONSUMER_TABLE"} <= set(settings)
