@@ -30,6 +30,15 @@ param corsAllowedOrigins array = []
 @description('Organization id that pages using Microsoft\'s Omnichannel chat SDK pass as orgId (OMNICHANNEL_ORG_ID); empty turns the SDK\'s routes off. Their portal origins belong in corsAllowedOrigins.')
 param omnichannelOrgId string = ''
 
+@minLength(3)
+@maxLength(63)
+@description('Name of the Storage queue that receives the integration events (EVENTS_QUEUE; docs/events.md): lowercase letters, digits and single hyphens. The app\'s identity may only send to it; consumers get their own role on it.')
+param eventsQueueName string = 'conversation-events'
+
+@minLength(1)
+@description('The CloudEvents `source` of every integration event (EVENTS_SOURCE), a URI reference naming this deployment.')
+param eventsSource string = '/chat-reconnect'
+
 @minValue(1)
 @maxValue(10080)
 @description('Minutes after which a conversation left in wrap-up is closed automatically (WRAP_UP_AUTO_CLOSE_MINUTES).')
@@ -96,10 +105,17 @@ var tableNames = [
   'enforcer'
 ]
 
+// The private outbox the app stages each change's event in before the write, relayed to
+// eventsQueueName by a queue-triggered function (docs/architecture.md). The Functions host
+// moves a message that failed five times to `<queue>-poison`; it exists beforehand, because
+// the identity may send to it but not create it.
+var eventsOutboxQueueName = 'conversation-events-outbox'
+var eventsPoisonQueueName = '${eventsOutboxQueueName}-poison'
+
 var functionAppName = 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 
-// The function app's only identity: storage (host and tables), Key Vault references and App Insights.
+// The function app's only identity: storage (host, tables, event queues), Key Vault references and App Insights.
 resource apiIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-api-${resourceToken}'
   location: location
@@ -125,6 +141,11 @@ module storage 'core/storage/storage.bicep' = {
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
     tableNames: tableNames
+    queueNames: [
+      eventsQueueName
+      eventsOutboxQueueName
+      eventsPoisonQueueName
+    ]
   }
 }
 
@@ -146,6 +167,9 @@ module rbac 'app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     keyVaultName: keyVault.outputs.name
+    eventsQueueName: eventsQueueName
+    eventsOutboxQueueName: eventsOutboxQueueName
+    eventsPoisonQueueName: eventsPoisonQueueName
   }
 }
 
@@ -167,6 +191,9 @@ module api 'app/api.bicep' = {
     wrapUpAutoCloseMinutes: wrapUpAutoCloseMinutes
     enforceSchedule: enforceSchedule
     omnichannelOrgId: omnichannelOrgId
+    eventsQueueName: eventsQueueName
+    eventsOutboxQueueName: eventsOutboxQueueName
+    eventsSource: eventsSource
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant
@@ -188,6 +215,8 @@ output SERVICE_API_URI string = api.outputs.uri
 output AZURE_FUNCTION_APP_NAME string = api.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_TABLES_ENDPOINT string = storage.outputs.tableEndpoint
+output AZURE_QUEUES_ENDPOINT string = storage.outputs.queueEndpoint
+output AZURE_EVENTS_QUEUE_NAME string = eventsQueueName
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_ENDPOINT string = keyVault.outputs.endpoint
 output AZURE_API_IDENTITY_CLIENT_ID string = apiIdentity.properties.clientId

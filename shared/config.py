@@ -27,6 +27,11 @@ APP_SETTINGS: tuple[str, ...] = (
     # Set by App Service itself (never by us) while its built-in authentication is on.
     "WEBSITE_AUTH_ENABLED",
     "OMNICHANNEL_ORG_ID",
+    "EVENTS_QUEUE",
+    "EVENTS_SOURCE",
+    "EVENTS_OUTBOX_QUEUE",
+    "QUEUES_CONNECTION_STRING",
+    "QUEUES_ENDPOINT",
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"

@@ -15,6 +15,10 @@ param corsAllowedOrigins array
 param wrapUpAutoCloseMinutes int
 param enforceSchedule string
 param omnichannelOrgId string
+// The integration events (main.bicep; docs/events.md).
+param eventsQueueName string
+param eventsOutboxQueueName string
+param eventsSource string
 param maximumInstanceCount int
 param instanceMemoryMB int
 param zoneRedundant bool
@@ -32,12 +36,15 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 }
 
 var tablesEndpoint = 'https://${storageAccountName}.table.${environment().suffixes.storage}'
+var queuesEndpoint = 'https://${storageAccountName}.queue.${environment().suffixes.storage}'
 var previousSigningKey = empty(previousSigningKeyVersion) ? '' : '@Microsoft.KeyVault(SecretUri=${signingKeySecretUri}/${previousSigningKeyVersion})'
 
 var adminSignIn = !empty(adminClientId)
 
 var appSettings = {
-  // Host storage, identity-based: the account has no usable keys.
+  // Host storage, identity-based: the account has no usable keys. The host derives both the
+  // blob and the queue endpoint from the account name, so these three also serve the relay's
+  // queue trigger on the outbox queue (connection AzureWebJobsStorage).
   AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
@@ -56,6 +63,12 @@ var appSettings = {
   ADMIN_REQUIRED_ROLE: adminSignIn ? adminAppRole : ''
   // Empty turns the Omnichannel chat SDK routes off (docs/omnichannel.md).
   OMNICHANNEL_ORG_ID: omnichannelOrgId
+  // Integration events (docs/events.md). QUEUES_CONNECTION_STRING is left unset: in Azure the
+  // app reaches the queues with the identity above, whose roles are scoped to each queue.
+  EVENTS_QUEUE: eventsQueueName
+  EVENTS_SOURCE: eventsSource
+  EVENTS_OUTBOX_QUEUE: eventsOutboxQueueName
+  QUEUES_ENDPOINT: queuesEndpoint
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

@@ -1,4 +1,4 @@
-"""Operations routes: health and the OpenAPI document (anonymous)."""
+"""Operations routes: health, the OpenAPI document and the events' JSON Schema (anonymous)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 import azure.functions as func
 
+from shared.api.event_schema import event_schema
 from shared.api.http import JSON, Answer, Operation, blueprint, endpoint, json_response
 from shared.api.openapi import build_openapi
 from shared.api.problems import SECURITY_HEADERS
@@ -55,4 +56,28 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """The OpenAPI document generated from the same models that validate requests."""
     return func.HttpResponse(
         json.dumps(build_openapi()), headers=dict(SECURITY_HEADERS), mimetype=JSON
+    )
+
+
+# The media type of a JSON Schema document (the JSON Schema specification registers it).
+SCHEMA_JSON = "application/schema+json"
+
+
+@endpoint(
+    bp,
+    Operation(
+        name="events_schema",
+        method="GET",
+        route="events.schema.json",
+        auth_level=ANONYMOUS,
+        summary="The JSON Schema (draft 2020-12) of the integration events and of each "
+        "event's data (docs/events.md).",
+        tag=TAG,
+        answers=(Answer(200, "The JSON Schema document"),),
+    ),
+)
+def events_schema(req: func.HttpRequest) -> func.HttpResponse:
+    """The events' JSON Schema, generated from the models that describe them."""
+    return func.HttpResponse(
+        json.dumps(event_schema()), headers=dict(SECURITY_HEADERS), mimetype=SCHEMA_JSON
     )

@@ -244,6 +244,7 @@ def happy_cases(seeded: Seeded) -> dict[str, dict[str, Any]]:
     return {
         "health": {},
         "openapi": {},
+        "events_schema": {},
         "manage_list_widgets": {"query": {"top": 2}},
         "manage_get_widget": {"path_parameters": {"widgetId": "demo"}},
         "manage_put_widget": {

@@ -33,6 +33,8 @@ NOT_SET_IN_AZURE = {
     # Azure reaches Table storage with the managed identity (TABLES_ENDPOINT + AZURE_CLIENT_ID);
     # a connection string would need account keys, and the storage account disables them.
     "TABLES_CONNECTION_STRING",
+    # Likewise the queues: QUEUES_ENDPOINT + AZURE_CLIENT_ID, never a connection string.
+    "QUEUES_CONNECTION_STRING",
     # App Service sets it while its built-in authentication is on; a deployment must not.
     "WEBSITE_AUTH_ENABLED",
 }
@@ -347,7 +349,7 @@ def test_funcignore_keeps_what_the_app_needs(name: str) -> None:
     [
         *(".venv", ".venv-checkov", "node_modules", ".git", ".gitignore", "local.settings.json"),
         *("local.settings.json.example", ".azure"),
-        *("tests", "local", "benchmarks", "widget", "docs", "infra"),
+        *("tests", "local", "benchmarks", "widget", "docs", "infra", "examples"),
         *("README.md", "requirements-dev.txt", "Makefile", "azure.yaml"),
     ],
 )
@@ -450,13 +452,185 @@ def test_ftps_state_is_not_configured_on_flex_consumption() -> None:
     ), "FTP publishing must stay refused"
 
 
-def test_the_identity_holds_no_storage_queue_role() -> None:
-    # The host's documented minimum for identity-based AzureWebJobsStorage is Storage Blob
-    # Data Owner; no trigger or extension here uses queues.
-    text = (INFRA / "app" / "rbac.bicep").read_text()
-    assert "974c5e8b-45b9-4653-ba55-5f855dd0fb88" not in text  # Storage Queue Data Contributor
-    assert "Queue" not in text
-    assert "b7e6dc6d-f1e8-4753-8033-0f276bb0955b" in text  # Storage Blob Data Owner
+# --- the event queues and the identity's roles on them (issue 14) --------------------------
+
+RBAC_BICEP = INFRA / "app" / "rbac.bicep"
+STORAGE_BICEP = INFRA / "core" / "storage" / "storage.bicep"
+
+# Built-in role definition ids, the same in every tenant (Azure built-in roles reference).
+BUILT_IN_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
+    "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
+    "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
+    "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
+}
+
+
+def accessor(expression: Any) -> tuple[str, str] | None:
+    """`a.b` as ("a", "b") from a pycep expression; None for anything else."""
+    if isinstance(expression, dict) and expression.get("operator", {}).get("type") == (
+        "property_accessor"
+    ):
+        operands = expression["operator"]["operands"]
+        if isinstance(operands["operand_2"], str):
+            return operands["operand_1"], operands["operand_2"]
+    return None
+
+
+def granted_roles() -> set[tuple[str, str]]:
+    """(scope resource in rbac.bicep, built-in role name) for every role assignment there."""
+    tree = parsed_bicep(RBAC_BICEP)
+    variables = {name: v["value"] for name, v in tree["variables"].items()}
+
+    def role_name(expression: Any) -> str:
+        found = accessor(expression)
+        assert found is not None, f"a role id that is not roles.<name>: {expression}"
+        assert found[0] == "roles", f"a role id that is not roles.<name>: {expression}"
+        return BUILT_IN_ROLES[variables["roles"][found[1]]]
+
+    granted: set[tuple[str, str]] = set()
+    for name, resource in tree["resources"].items():
+        if resource["type"] != "Microsoft.Authorization/roleAssignments":
+            continue
+        config = resource["config"]
+        if "loop_type" in config:
+            loop = config["loop_type"]["detail"]
+            body = config["config"]
+            assert (
+                body["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+                == loop["item_name"]
+            ), name
+            roles = [role_name(item) for item in variables[loop["array_name"]]]
+        else:
+            body = config
+            function = body["properties"]["roleDefinitionId"]["function"]
+            roles = [role_name(function["parameters"]["resource_name_1"])]
+        scope = body["scope"]
+        assert isinstance(scope, str), f"{name}: scope must name a resource, got {scope}"
+        # The assignment's name derives from the same scope, so a redeployment finds it again.
+        assert accessor(body["name"]["function"]["parameters"]["base_string"]) == (scope, "id")
+        granted |= {(scope, role) for role in roles}
+    return granted
+
+
+def queue_resources() -> dict[str, str]:
+    """Resource symbol in rbac.bicep -> the parameter naming that (existing) queue."""
+    tree = parsed_bicep(RBAC_BICEP)
+    queues = {
+        name: resource["config"]["name"]
+        for name, resource in tree["resources"].items()
+        if resource["type"] == "Microsoft.Storage/storageAccounts/queueServices/queues"
+    }
+    assert all(tree["resources"][name]["existing"] for name in queues)
+    return queues
+
+
+def test_the_storage_module_creates_the_event_queues(checkov_venv: Path) -> None:
+    main = parsed_bicep(MAIN_BICEP)
+    parameter = main["parameters"]["eventsQueueName"]
+    assert parameter["default"] == "conversation-events"
+    limits = {d["type"]: d["argument"] for d in parameter["decorators"]}
+    assert (limits["min_length"], limits["max_length"]) == (3, 63)  # Azure's queue name limits
+    assert main["variables"]["eventsOutboxQueueName"]["value"] == "conversation-events-outbox"
+    # The Functions host's name for the poison queue of a queue trigger: <queue>-poison.
+    assert main["variables"]["eventsPoisonQueueName"]["value"] == "${eventsOutboxQueueName}-poison"
+    assert main["modules"]["storage"]["config"]["params"]["queueNames"] == [
+        "eventsQueueName",
+        "eventsOutboxQueueName",
+        "eventsPoisonQueueName",
+    ]
+    storage = parsed_bicep(STORAGE_BICEP)["resources"]
+    queues = storage["queues"]
+    assert queues["type"] == "Microsoft.Storage/storageAccounts/queueServices/queues"
+    assert queues["existing"] is False
+    assert queues["config"]["loop_type"]["detail"]["array_name"] == "queueNames"
+    assert queues["config"]["config"] == {"parent": "queueService", "name": "queueName"}
+    assert storage["queueService"]["config"] == {"parent": "storage", "name": "default"}
+    rbac = main["modules"]["rbac"]["config"]["params"]
+    assert {name: rbac[name] for name in rbac if name.startswith("events")} == {
+        "eventsQueueName": "eventsQueueName",
+        "eventsOutboxQueueName": "eventsOutboxQueueName",
+        "eventsPoisonQueueName": "eventsPoisonQueueName",
+    }
+
+
+def test_the_identity_holds_exactly_these_roles_on_these_scopes(checkov_venv: Path) -> None:
+    # Functions' documented roles for the Queue Storage extension: a trigger needs Storage
+    # Queue Data Reader and Storage Queue Data Message Processor; sending needs Storage Queue
+    # Data Message Sender. Queue roles are scoped to single queues, never to the account.
+    assert queue_resources() == {
+        "eventsQueue": "eventsQueueName",
+        "outboxQueue": "eventsOutboxQueueName",
+        "poisonQueue": "eventsPoisonQueueName",
+    }
+    assert granted_roles() == {
+        ("storage", "Storage Blob Data Owner"),
+        ("storage", "Storage Table Data Contributor"),
+        # The public queue: the relay sends; reading it is the consumers' business.
+        ("eventsQueue", "Storage Queue Data Message Sender"),
+        # The outbox: requests stage (send) and the relay is triggered by it (read, receive,
+        # delete) and stages again what must wait (send).
+        ("outboxQueue", "Storage Queue Data Reader"),
+        ("outboxQueue", "Storage Queue Data Message Processor"),
+        ("outboxQueue", "Storage Queue Data Message Sender"),
+        # The host moves a message that failed five times there: it sends, and creates the
+        # queue only when it is missing (it exists).
+        ("poisonQueue", "Storage Queue Data Message Sender"),
+        ("applicationInsights", "Monitoring Metrics Publisher"),
+        ("vault", "Key Vault Secrets User"),
+    }
+
+
+def test_no_role_lets_the_app_create_delete_or_read_the_public_queue(checkov_venv: Path) -> None:
+    granted = granted_roles()
+    assert ("eventsQueue", "Storage Queue Data Reader") not in granted
+    assert ("eventsQueue", "Storage Queue Data Message Processor") not in granted
+    assert "Storage Queue Data Contributor" not in {role for _, role in granted}
+    assert not {role for scope, role in granted if scope == "storage" and "Queue" in role}
+
+
+def test_the_app_reaches_the_queues_with_its_identity_and_no_keys(checkov_venv: Path) -> None:
+    api = parsed_bicep(API_BICEP)
+    settings = api["variables"]["appSettings"]["value"]
+    assert settings["EVENTS_QUEUE"] == "eventsQueueName"
+    assert settings["EVENTS_OUTBOX_QUEUE"] == "eventsOutboxQueueName"
+    assert settings["EVENTS_SOURCE"] == "eventsSource"
+    assert settings["QUEUES_ENDPOINT"] == "queuesEndpoint"
+    assert api["variables"]["queuesEndpoint"]["value"] == (
+        "https://${storageAccountName}.queue.${environment().suffixes.storage}"
+    )
+    assert settings["AZURE_CLIENT_ID"] == "identityClientId"
+    assert "QUEUES_CONNECTION_STRING" not in settings
+    # The relay's queue trigger uses the connection AzureWebJobsStorage: the host builds the
+    # queue endpoint from the account name and signs in with the user-assigned identity.
+    assert settings["AzureWebJobsStorage__accountName"] == "storageAccountName"
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert "AzureWebJobsStorage" not in settings  # a connection string would need a key
+    main = parsed_bicep(MAIN_BICEP)
+    assert main["parameters"]["eventsSource"]["default"] == "/chat-reconnect"
+    params = main["modules"]["api"]["config"]["params"]
+    assert params["eventsQueueName"] == "eventsQueueName"
+    assert params["eventsOutboxQueueName"] == "eventsOutboxQueueName"
+    assert params["eventsSource"] == "eventsSource"
+    mapped = json.loads(MAIN_PARAMETERS.read_text())["parameters"]
+    assert mapped["eventsQueueName"] == {"value": "${EVENTS_QUEUE}"}
+    assert mapped["eventsSource"] == {"value": "${EVENTS_SOURCE}"}
+
+
+def test_no_account_key_is_read_or_allowed_anywhere() -> None:
+    storage = STORAGE_BICEP.read_text()
+    assert re.search(r"^\s+allowSharedKeyAccess: false$", storage, flags=re.MULTILINE)
+    for path in bicep_files():
+        text = path.read_text()
+        assert "listKeys" not in text, path
+        assert "AccountKey" not in text, path
+        assert "listAccountSas" not in text, path
+        assert "listServiceSas" not in text, path
 
 
 def test_a_soft_deleted_vault_can_be_recovered_by_a_parameter(checkov_venv: Path) -> None:

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_HTTP: dict[tuple[str, str], str] = {
     ("GET", "health"): "ANONYMOUS",
     ("GET", "openapi.json"): "ANONYMOUS",
+    ("GET", "events.schema.json"): "ANONYMOUS",
     ("GET", "manage/widgets"): "FUNCTION",
     ("GET", "manage/widgets/{widgetId}"): "FUNCTION",
     ("PUT", "manage/widgets/{widgetId}"): "FUNCTION",
@@ -115,15 +116,16 @@ def test_manage_and_platform_routes_need_a_function_key(
         assert binding["authLevel"] == "FUNCTION", binding
 
 
-def test_widget_health_and_openapi_routes_are_anonymous(
+def test_widget_health_and_document_routes_are_anonymous(
     metadata: dict[str, dict[str, Any]],
 ) -> None:
     public = [
         binding
         for binding in http_triggers(metadata)
-        if binding["route"].startswith("widgets/") or binding["route"] in ("health", "openapi.json")
+        if binding["route"].startswith("widgets/")
+        or binding["route"] in ("health", "openapi.json", "events.schema.json")
     ]
-    assert len(public) == 6
+    assert len(public) == 7
     for binding in public:
         assert binding["authLevel"] == "ANONYMOUS", binding
 

@@ -94,6 +94,19 @@ def test_health_is_ok_over_http(api: httpx.Client) -> None:
 def test_health_and_openapi_need_no_key_but_only_get(api: httpx.Client) -> None:
     assert api.post("health").status_code == 405
     assert api.delete("openapi.json").status_code == 405
+    assert api.post("events.schema.json").status_code == 405
+
+
+def test_the_events_json_schema_is_served_beside_the_openapi_document(
+    api: httpx.Client, document: dict[str, Any]
+) -> None:
+    response = api.get("events.schema.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].split(";")[0] == "application/schema+json"
+    schema = response.json()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+    assert operations(document)[("GET", "/api/events.schema.json")]["security"] == []
 
 
 # --- the OpenAPI document ---------------------------------------------------------------------

@@ -126,6 +126,7 @@ def test_malformed_links_are_refused_before_any_work(garbage: str) -> None:
 ANONYMOUS_ROUTES = {
     ("GET", "health"),
     ("GET", "openapi.json"),
+    ("GET", "events.schema.json"),
     ("GET", "widgets/{widgetId}/reconnect/{reconnectId}"),
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}"),
     ("POST", "widgets/{widgetId}/reconnect/{reconnectId}/decline"),
@@ -140,7 +141,7 @@ ANONYMOUS_ROUTES = {
 }
 
 
-def test_only_the_widget_health_and_openapi_routes_are_anonymous() -> None:
+def test_only_the_widget_health_and_document_routes_are_anonymous() -> None:
     anonymous = {
         (op.method, op.route) for op in OPERATIONS if op.auth_level == func.AuthLevel.ANONYMOUS
     }

@@ -1,6 +1,6 @@
 // The storage account: the function host's own storage (identity-based), the Flex
-// Consumption deployment package container, and the product's tables. Account keys are
-// disabled, so every client authenticates with Microsoft Entra ID.
+// Consumption deployment package container, the product's tables and the event queues.
+// Account keys are disabled, so every client authenticates with Microsoft Entra ID.
 param location string
 param tags object
 param name string
@@ -8,6 +8,9 @@ param name string
 param skuName string = 'Standard_GZRS'
 param deploymentContainerName string
 param tableNames array
+// The integration-event queues (docs/events.md): made here, because the app's identity may
+// only send to and read from them (app/rbac.bicep), never create a queue.
+param queueNames array
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -88,7 +91,19 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   name: tableName
 }]
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [for queueName in queueNames: {
+  parent: queueService
+  name: queueName
+}]
+
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 // Without the trailing slash, the form TABLES_ENDPOINT documents: https://<account>.table.core.windows.net
 output tableEndpoint string = 'https://${storage.name}.table.${environment().suffixes.storage}'
+// The form QUEUES_ENDPOINT documents: https://<account>.queue.core.windows.net
+output queueEndpoint string = 'https://${storage.name}.queue.${environment().suffixes.storage}'
