@@ -113,3 +113,43 @@ def make_health_app() -> func.FunctionApp:
 
 # For `python -m local.host --app tests/local/sample_app.py:health_app` in the runner's tests.
 health_app = make_health_app()
+
+
+class QueueCalls:
+    """What the sample queue functions received, shared between the host's threads and a test."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: list[tuple[str, func.QueueMessage]] = []
+
+    def record(self, function: str, message: func.QueueMessage) -> None:
+        with self._lock:
+            self.messages.append((function, message))
+
+    def of(self, function: str) -> list[func.QueueMessage]:
+        with self._lock:
+            return [message for name, message in self.messages if name == function]
+
+
+# A message body the sample queue functions fail on, to show retries and the poison queue.
+FAIL = b"fail"
+
+
+def make_queue_app(calls: QueueCalls, literal_queue: str) -> func.FunctionApp:
+    """An app with a sync queue function on ``%SAMPLE_QUEUE%`` (connection SAMPLE_STORAGE)
+    and an async one on the literal ``literal_queue`` (connection "Storage", which the host
+    finds as AzureWebJobsStorage)."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.queue_trigger(arg_name="msg", queue_name="%SAMPLE_QUEUE%", connection="SAMPLE_STORAGE")
+    def take(msg: func.QueueMessage) -> None:
+        calls.record("take", msg)
+        if msg.get_body() == FAIL:
+            raise RuntimeError("the queue handler failed")
+
+    @app.queue_trigger(arg_name="item", queue_name=literal_queue, connection="Storage")
+    async def take_async(item: func.QueueMessage) -> None:
+        await asyncio.sleep(0)  # a real await: the host must not run this in a thread
+        calls.record("take_async", item)
+
+    return app
