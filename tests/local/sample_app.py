@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import threading
 
 import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient
 
 # A six-field NCRONTAB (seconds first) that fires every second.
 EVERY_SECOND = "* * * * * *"
@@ -153,3 +157,29 @@ def make_queue_app(calls: QueueCalls, literal_queue: str) -> func.FunctionApp:
         calls.record("take_async", item)
 
     return app
+
+
+# The queues of the forwarding app the runner's tests start (fixed names: each test's
+# runner has an Azurite of its own).
+FORWARD_IN = "sample-in"
+FORWARD_OUT = "sample-out"
+
+
+def make_forwarding_app() -> func.FunctionApp:
+    """The health app plus a queue function (on AzureWebJobsStorage) that forwards each
+    message to FORWARD_OUT with QUEUES_CONNECTION_STRING: what ``local.dev`` must provide."""
+    app = make_health_app()
+
+    @app.queue_trigger(arg_name="msg", queue_name=FORWARD_IN, connection="AzureWebJobsStorage")
+    def forward(msg: func.QueueMessage) -> None:
+        connection = os.environ["QUEUES_CONNECTION_STRING"]
+        with QueueClient.from_connection_string(connection, FORWARD_OUT) as out:
+            with contextlib.suppress(ResourceExistsError):
+                out.create_queue()
+            out.send_message(msg.get_body().decode("utf-8"))
+
+    return app
+
+
+# For `python -m local.dev --app tests/local/sample_app.py:forwarding_app`.
+forwarding_app = make_forwarding_app()
