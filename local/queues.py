@@ -42,11 +42,12 @@ LEASE_SECONDS = 600
 MIN_POLL_SECONDS = 0.1
 # How long shutdown waits for running handlers before cancelling them.
 QUEUE_STOP_TIMEOUT = 30.0
-# Short timeouts and one retry: a queue service that is down must not stall the listener.
+# Short timeouts and no retries (the SDK's first retry waits 15 s): a queue service that is
+# down must not stall the listener, which polls again soon anyway.
 CLIENT_OPTIONS: Mapping[str, Any] = {
     "connection_timeout": 2,
     "read_timeout": 10,
-    "retry_total": 1,
+    "retry_total": 0,
 }
 DEVELOPMENT_STORAGE = "usedevelopmentstorage=true"
 
