@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -183,3 +184,48 @@ def make_forwarding_app() -> func.FunctionApp:
 
 # For `python -m local.dev --app tests/local/sample_app.py:forwarding_app`.
 forwarding_app = make_forwarding_app()
+
+
+def sample_event(
+    conversation_id: str,
+    sequence: int,
+    what: str,
+    *,
+    state: str,
+    previous: str | None,
+    via: str,
+    released: str | None = None,
+    time: str = "2026-11-30T12:00:00Z",
+    agent: str | None = "agent-1",
+) -> dict[str, object]:
+    """A CloudEvent as the app puts it on the events queue (the issue-14 design's format)."""
+    return {
+        "specversion": "1.0",
+        "id": f"{conversation_id}-{sequence}",
+        "source": "/chat-reconnect",
+        "type": f"chatreconnect.conversation.{what}",
+        "subject": f"conversations/{conversation_id}",
+        "time": time,
+        "datacontenttype": "application/json",
+        "sequence": f"{sequence:010d}",
+        "data": {
+            "conversationId": conversation_id,
+            "widgetId": "demo",
+            "state": state,
+            "agentId": agent,
+            "customerConnected": False,
+            "disconnectedAt": None,
+            "reconnectDeadline": None,
+            "endReason": None,
+            "createdAt": time,
+            "updatedAt": time,
+            "previousState": previous,
+            "via": via,
+            "capacityReleased": released,
+        },
+    }
+
+
+def queue_text(event: object) -> str:
+    """A message's text as the app sends it: Base64 of the UTF-8 JSON."""
+    return base64.b64encode(json.dumps(event).encode("utf-8")).decode("ascii")
