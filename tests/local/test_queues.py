@@ -257,3 +257,22 @@ def _exists(client: QueueClient) -> bool:
 
 def _safe_waiting(client: QueueClient) -> list[str]:
     return waiting(client) if _exists(client) else []
+
+
+def test_the_listener_outlives_a_queue_service_restart() -> None:
+    calls = QueueCalls()
+    name = unique_queue("restart")
+    with AzuriteQueue() as own:  # in memory: a restart loses the queue too
+        environ = {"SAMPLE_QUEUE": name, "SAMPLE_STORAGE": own.connection_string}
+        app = build_app(
+            make_queue_app(calls, unique_queue("unused")), environ, queue_settings=SETTINGS
+        )
+        with serve_in_thread(app), client_for(own, name) as queue:
+            wait_until(lambda: _exists(queue))
+            own.stop()
+            time.sleep(3 * SETTINGS.max_polling_interval)  # polls fail meanwhile
+            own.start()
+            # The listener creates the lost queue again and takes what arrives on it.
+            wait_until(lambda: _exists(queue))
+            queue.send_message(b64(b"after the restart"))
+            wait_until(lambda: [m.get_body() for m in calls.of("take")] == [b"after the restart"])
