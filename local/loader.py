@@ -214,13 +214,11 @@ def connection_setting_value(setting: str, environ: Mapping[str, str]) -> tuple[
 def _queue_function(
     name: str, trigger: QueueTrigger, handler: Callable[..., Any], environ: Mapping[str, str]
 ) -> QueueFunction | None:
-    """The queue function the trigger describes; None (with a warning) if it cannot connect."""
-    queue_name = resolve_settings(trigger.queue_name, environ, f"queue function {name!r}")
-    if not _QUEUE_NAME.fullmatch(queue_name):
-        raise HostError(
-            f"queue function {name!r}: {queue_name!r} is not a queue name (3-63 lowercase "
-            "letters, digits and single hyphens, starting and ending with a letter or digit)"
-        )
+    """The queue function the trigger describes; None (with a warning) if it cannot connect.
+
+    The connection is looked at first: a host without one (tests, tools that serve only
+    HTTP) skips the function without needing its queue-name setting either.
+    """
     _check_parameters(name, handler, trigger.name)
     setting, value = connection_setting_value(trigger.connection or "", environ)
     if not value:
@@ -231,6 +229,12 @@ def _queue_function(
             setting,
         )
         return None
+    queue_name = resolve_settings(trigger.queue_name, environ, f"queue function {name!r}")
+    if not _QUEUE_NAME.fullmatch(queue_name):
+        raise HostError(
+            f"queue function {name!r}: {queue_name!r} is not a queue name (3-63 lowercase "
+            "letters, digits and single hyphens, starting and ending with a letter or digit)"
+        )
     return QueueFunction(
         name=name,
         queue_name=queue_name,

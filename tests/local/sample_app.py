@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
@@ -138,6 +139,8 @@ class QueueCalls:
 
 # A message body the sample queue functions fail on, to show retries and the poison queue.
 FAIL = b"fail"
+# A message body the sync sample queue function takes a second over, to show a clean stop.
+SLOW = b"slow"
 
 
 def make_queue_app(calls: QueueCalls, literal_queue: str) -> func.FunctionApp:
@@ -151,6 +154,9 @@ def make_queue_app(calls: QueueCalls, literal_queue: str) -> func.FunctionApp:
         calls.record("take", msg)
         if msg.get_body() == FAIL:
             raise RuntimeError("the queue handler failed")
+        if msg.get_body() == SLOW:
+            time.sleep(1.0)
+            calls.record("slow_done", msg)
 
     @app.queue_trigger(arg_name="item", queue_name=literal_queue, connection="Storage")
     async def take_async(item: func.QueueMessage) -> None:

@@ -32,7 +32,7 @@ from local.queues import (
 )
 from local.routes import HOST_JSON
 from local.server import serve_in_thread
-from tests.local.sample_app import FAIL, QueueCalls, make_queue_app
+from tests.local.sample_app import FAIL, SLOW, QueueCalls, make_queue_app
 
 # Fast retries and few of them, so a failing message reaches the poison queue quickly.
 SETTINGS = QueueSettings(
@@ -150,6 +150,23 @@ def test_a_message_that_is_not_base64_goes_to_the_poison_queue_untouched(
     assert waiting(host.queue) == []
 
 
+def test_stopping_the_host_lets_a_running_handler_finish_and_settle(
+    azurite_queue: AzuriteQueue,
+) -> None:
+    calls = QueueCalls()
+    name = unique_queue("stopping")
+    environ = {"SAMPLE_QUEUE": name, "SAMPLE_STORAGE": azurite_queue.connection_string}
+    app = build_app(make_queue_app(calls, unique_queue("unused")), environ, queue_settings=SETTINGS)
+    with client_for(azurite_queue, name) as queue:
+        with serve_in_thread(app):
+            wait_until(lambda: _exists(queue))
+            queue.send_message(b64(SLOW))
+            wait_until(lambda: len(calls.of("take")) == 1)
+        # Shutdown waited for the handler, then deleted its message: nothing comes back.
+        assert len(calls.of("slow_done")) == 1
+        assert queue.get_queue_properties().approximate_message_count == 0
+
+
 def test_after_the_host_stops_messages_wait_on_the_queue(azurite_queue: AzuriteQueue) -> None:
     calls = QueueCalls()
     name = unique_queue("stopped")
@@ -179,6 +196,14 @@ def test_a_queue_function_without_its_connection_setting_is_skipped_with_a_warni
     assert table.queues == ()
     assert "SAMPLE_STORAGE is not set" in caplog.text
     assert "AzureWebJobsStorage is not set" in caplog.text
+
+
+def test_without_a_connection_the_queue_name_setting_is_not_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for setting in ("SAMPLE_QUEUE", "SAMPLE_STORAGE", "AzureWebJobsStorage"):
+        monkeypatch.delenv(setting, raising=False)
+    assert load_functions(make_queue_app(QueueCalls(), "literal"), {}).queues == ()
 
 
 def test_an_unset_queue_name_setting_is_refused_naming_it(
