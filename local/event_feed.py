@@ -25,7 +25,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from local.errors import HostError
-from local.queues import queue_client
+from local.queues import queue_client, receive_batch
 
 DEFAULT_EVENTS_QUEUE = "conversation-events"
 DEFAULT_CONNECTION = "UseDevelopmentStorage=true"
@@ -134,7 +134,7 @@ class EventFeed:
             self._queue_ready = True
         taken = 0
         while taken < MAX_PER_DRAIN:
-            batch = list(client.receive_messages(max_messages=32, visibility_timeout=LEASE_SECONDS))
+            batch = receive_batch(client, 32, LEASE_SECONDS)
             if not batch:
                 return
             taken += len(batch)

@@ -125,6 +125,17 @@ def queue_client(connection_string: str, queue_name: str) -> QueueClient:
         raise HostError(f"queue {queue_name!r}: unusable connection string ({error})") from None
 
 
+def receive_batch(
+    client: QueueClient, count: int, visibility_timeout: int
+) -> list[StorageQueueMessage]:
+    """Up to ``count`` messages in ONE request (the SDK's pager alone would ask for one
+    message per request, and once more after the last)."""
+    pages = client.receive_messages(
+        messages_per_page=count, max_messages=count, visibility_timeout=visibility_timeout
+    ).by_page()
+    return list(next(pages, []))
+
+
 def decode_body(content: str, encoding: str) -> bytes:
     """A message's body as the host hands it over: Base64-decoded unless encoding is none."""
     if encoding == "none":
@@ -200,11 +211,7 @@ class QueueListener:
         return len(messages)
 
     def _receive(self) -> list[StorageQueueMessage]:
-        return list(
-            self.queue.receive_messages(
-                max_messages=self.settings.batch_size, visibility_timeout=LEASE_SECONDS
-            )
-        )
+        return receive_batch(self.queue, self.settings.batch_size, LEASE_SECONDS)
 
     async def _handle(self, message: StorageQueueMessage) -> None:
         """Run the function on one message and settle it; never raises."""

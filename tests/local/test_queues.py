@@ -29,6 +29,7 @@ from local.queues import (
     parse_timespan,
     queue_client,
     read_queue_settings,
+    receive_batch,
 )
 from local.routes import HOST_JSON
 from local.server import serve_in_thread
@@ -301,3 +302,23 @@ def test_the_listener_outlives_a_queue_service_restart() -> None:
             wait_until(lambda: _exists(queue))
             queue.send_message(b64(b"after the restart"))
             wait_until(lambda: [m.get_body() for m in calls.of("take")] == [b"after the restart"])
+
+
+def test_a_batch_is_taken_in_one_request(azurite_queue: AzuriteQueue) -> None:
+    requests: list[str] = []
+    with QueueClient.from_connection_string(
+        azurite_queue.connection_string,
+        unique_queue("batch"),
+        raw_request_hook=lambda pipeline_request: requests.append(
+            pipeline_request.http_request.method
+        ),
+    ) as queue:
+        queue.create_queue()
+        for index in range(5):
+            queue.send_message(b64(str(index).encode()))
+        requests.clear()
+        taken = receive_batch(queue, 16, 30)
+    assert sorted(str(message.content) for message in taken) == [
+        b64(str(index).encode()) for index in range(5)
+    ]
+    assert requests == ["GET"]
