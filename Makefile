@@ -8,10 +8,11 @@ PIP_QUIET := --quiet --disable-pip-version-check
 
 export FUNCTIONS_PORT ?= 7071
 export AZURITE_TABLE_PORT ?= 10002
+export AZURITE_QUEUE_PORT ?= 10001
 
 .PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep
 
-dev: deps ## Start Azurite and the local Functions host with the demo; Ctrl-C stops both.
+dev: deps ## Start Azurite (tables, queues) and the local Functions host with the demo; Ctrl-C stops them.
 	$(BIN)/python -m local.dev
 
 test: deps chromium lint typecheck .venv-checkov/.installed ## Lint, type-check and run every test (unit, integration, e2e, browser).

@@ -16,6 +16,8 @@ AZURITE_QUEUE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-queue"
 # Azurite's well-known development account (public, documented by Microsoft).
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# Azurite's default queue port, where "UseDevelopmentStorage=true" points.
+DEFAULT_QUEUE_PORT = 10001
 
 
 def connection_string(port: int) -> str:
@@ -31,6 +33,15 @@ def queue_connection_string(port: int) -> str:
     return (
         f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
         f"QueueEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};"
+    )
+
+
+def storage_connection_string(table_port: int, queue_port: int) -> str:
+    """One connection string for Azurite's table and queue services (AzureWebJobsStorage)."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/{DEV_ACCOUNT};"
+        f"QueueEndpoint=http://127.0.0.1:{queue_port}/{DEV_ACCOUNT};"
     )
 
 

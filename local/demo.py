@@ -1,13 +1,16 @@
 """Dev-only routes of the local host: a token issuer for the demo's authenticated widget,
-and Microsoft's Omnichannel chat SDK for the demo's SDK page (``widget/sdk.html``).
+Microsoft's Omnichannel chat SDK for the demo's SDK page (``widget/sdk.html``), and the
+integration events the demo's agent console shows live.
 
 ``GET /dev/issuer`` answers ``{issuer, audience, kid, pem}`` (what an admin puts in a
 widget's ``authentication`` settings) and ``POST /dev/token {"sub"}`` answers an RS256
 customer token signed with a key generated when the host starts and kept in memory only.
 It stands in for a portal's identity provider. ``GET /dev/omnichannel`` answers
 ``{orgId, sdkVersion}`` and ``GET /dev/omnichannel-chat-sdk.js`` the SDK from node_modules
-bundled for the browser (see ``local/sdk_bundle.py``). Never deployed: ``local/`` is in
-``.funcignore``, and only the local host mounts these routes.
+bundled for the browser (see ``local/sdk_bundle.py``). ``GET /dev/events?after=<cursor>``
+answers ``{queue, cursor, error, events}``: the CloudEvents taken off ``EVENTS_QUEUE`` since
+that cursor, the demo playing the chat platform (see ``local/event_feed.py``). Never
+deployed: ``local/`` is in ``.funcignore``, and only the local host mounts these routes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from local.event_feed import EventFeed
 from local.sdk_bundle import SdkBundle, SdkBundleError
 
 DEV_ISSUER = "urn:chat-reconnect:dev-issuer"
@@ -100,10 +104,14 @@ def _subject(raw: bytes) -> str | None:
 
 
 def demo_routes(
-    issuer: DevIssuer | None = None, clock: Callable[[], datetime] = _utc_now
+    issuer: DevIssuer | None = None,
+    clock: Callable[[], datetime] = _utc_now,
+    events: EventFeed | None = None,
 ) -> list[BaseRoute]:
-    """The dev-only routes (``/dev/issuer``, ``/dev/token``) for one issuer (new if omitted)."""
+    """The dev-only routes for one issuer (new if omitted) and one event feed (default: the
+    ``EVENTS_QUEUE`` of the environment's ``QUEUES_CONNECTION_STRING``)."""
     dev_issuer = issuer or DevIssuer.generate()
+    feed = events if events is not None else EventFeed.from_environment(os.environ)
 
     async def describe(request: Request) -> JSONResponse:
         body = {
@@ -139,9 +147,16 @@ def demo_routes(
             return _problem(503, str(error), "Service Unavailable")
         return Response(script, media_type="text/javascript", headers=NO_STORE)
 
+    async def event_stream(request: Request) -> JSONResponse:
+        raw = request.query_params.get("after", "0")
+        if not raw.isdigit() or len(raw) > 12:
+            return _problem(400, "Send after=<cursor>: the last cursor seen, 0 at first.")
+        return JSONResponse(await feed.since(int(raw)), headers=NO_STORE)
+
     return [
         Route("/dev/issuer", describe, methods=["GET"]),
         Route("/dev/token", issue, methods=["POST"]),
         Route("/dev/omnichannel", omnichannel, methods=["GET"]),
         Route("/dev/omnichannel-chat-sdk.js", sdk_script, methods=["GET"]),
+        Route("/dev/events", event_stream, methods=["GET"]),
     ]

@@ -1,8 +1,9 @@
-"""``make dev``: run Azurite and the local Functions host together until Ctrl-C or SIGTERM.
+"""``make dev``: run Azurite (tables, queues) and the local Functions host until Ctrl-C or SIGTERM.
 
-Azurite keeps its tables in ``.dev/azurite`` and the dev signing key lives in
-``.dev/signing.key``, so conversations and reconnect links survive restarts. Both servers
-run in sessions of their own and are stopped by PID; nothing is left behind.
+Azurite keeps its tables and queues in ``.dev/azurite`` and the dev signing key lives in
+``.dev/signing.key``, so conversations, reconnect links and queued events survive
+restarts. Every server runs in a session of its own and is stopped by PID; nothing is left
+behind.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from local.azurite import DEV_ACCOUNT, Azurite, connection_string
+from local.azurite import (
+    DEV_ACCOUNT,
+    Azurite,
+    AzuriteQueue,
+    connection_string,
+    queue_connection_string,
+    storage_connection_string,
+)
 from local.errors import HostError
 from local.loader import DEFAULT_APP
 from local.processes import stop_process_group
@@ -34,6 +42,9 @@ DEV_DIR_ENV = "CHAT_RECONNECT_DEV_DIR"
 APP_ENV = "LOCAL_HOST_APP"
 DEFAULT_FUNCTIONS_PORT = 7071
 DEFAULT_AZURITE_TABLE_PORT = 10002
+DEFAULT_AZURITE_QUEUE_PORT = 10001
+# The public events queue the demo's agent console shows (the app's default name).
+DEFAULT_EVENTS_QUEUE = "conversation-events"
 HEALTH_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.2
@@ -142,13 +153,20 @@ def _write_pids(directory: Path, pids: Mapping[str, int]) -> None:
 
 
 def _host_environment(
-    environ: Mapping[str, str], functions_port: int, azurite_port: int, directory: Path
+    environ: Mapping[str, str],
+    functions_port: int,
+    azurite_port: int,
+    queue_port: int,
+    directory: Path,
 ) -> dict[str, str]:
-    """The host's environment: ours, plus storage, signing key, timer schedule and the SDK
-    page's Omnichannel org id unless set."""
+    """The host's environment: ours, plus storage (tables, queues, and AzureWebJobsStorage for
+    queue triggers), signing key, timer schedule and the SDK page's Omnichannel org id unless
+    set."""
     env = dict(environ)
     env["FUNCTIONS_PORT"] = str(functions_port)
     env.setdefault("TABLES_CONNECTION_STRING", connection_string(azurite_port))
+    env.setdefault("QUEUES_CONNECTION_STRING", queue_connection_string(queue_port))
+    env.setdefault("AzureWebJobsStorage", storage_connection_string(azurite_port, queue_port))
     if not env.get("RECONNECT_ENFORCE_SCHEDULE"):
         env["RECONNECT_ENFORCE_SCHEDULE"] = DEMO_ENFORCE_SCHEDULE
     if not env.get("RECONNECT_SIGNING_KEY"):
@@ -167,10 +185,12 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
     """Start Azurite and the host, wait for a stop signal or a crash, stop both; exit code."""
     functions_port = port_setting(environ, "FUNCTIONS_PORT", DEFAULT_FUNCTIONS_PORT)
     azurite_port = port_setting(environ, "AZURITE_TABLE_PORT", DEFAULT_AZURITE_TABLE_PORT)
+    queue_port = port_setting(environ, "AZURITE_QUEUE_PORT", DEFAULT_AZURITE_QUEUE_PORT)
     directory = dev_dir(environ)
     try:
         check_port_free(functions_port, "FUNCTIONS_PORT")
         check_port_free(azurite_port, "AZURITE_TABLE_PORT")
+        check_port_free(queue_port, "AZURITE_QUEUE_PORT")
     except DevError as error:
         leftovers = directory / "pids.json"
         if leftovers.exists():
@@ -180,17 +200,22 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
             ) from None
         raise
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = _host_environment(environ, functions_port, azurite_port, directory)
+    env = _host_environment(environ, functions_port, azurite_port, queue_port, directory)
     base_url = f"http://127.0.0.1:{functions_port}"
     prefix = read_route_prefix()
     api = f"{base_url}/{prefix}" if prefix else base_url
     azurite = Azurite(port=azurite_port, location=directory / "azurite")
+    # Same folder: the table and queue services keep their data in files of their own.
+    queues = AzuriteQueue(port=queue_port, location=directory / "azurite")
     host: subprocess.Popen[bytes] | None = None
     with _handling_stop_signals() as stop:
         try:
             azurite.start()
             assert azurite.pid is not None
             _say(f"azurite pid={azurite.pid}")
+            queues.start()
+            assert queues.pid is not None
+            _say(f"azurite-queue pid={queues.pid}")
             host = subprocess.Popen(
                 [sys.executable, "-m", "local.host", "--app", app_spec, "--routes", DEMO_ROUTES],
                 cwd=REPO_ROOT,
@@ -200,7 +225,13 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
             )
             _say(f"host pid={host.pid}")
             _write_pids(
-                directory, {"runner": os.getpid(), "azurite": azurite.pid, "host": host.pid}
+                directory,
+                {
+                    "runner": os.getpid(),
+                    "azurite": azurite.pid,
+                    "azurite-queue": queues.pid,
+                    "host": host.pid,
+                },
             )
             if not _wait_for_host(host, f"{api}/health", stop):
                 return 0  # stopped by a signal while starting
@@ -213,12 +244,15 @@ def run(app_spec: str, environ: Mapping[str, str]) -> int:
                 f"  timer    {env['RECONNECT_ENFORCE_SCHEDULE']} (RECONNECT_ENFORCE_SCHEDULE)\n"
                 f"  azurite  http://127.0.0.1:{azurite_port}/{DEV_ACCOUNT}"
                 f" (data in {azurite.location})\n"
+                f"  queues   http://127.0.0.1:{queue_port}/{DEV_ACCOUNT}"
+                f" (events: {env.get('EVENTS_QUEUE', DEFAULT_EVENTS_QUEUE) or 'off'})\n"
                 "Press Ctrl-C to stop."
             )
-            return _watch(azurite, host, stop)
+            return _watch((("Azurite", azurite), ("Azurite's queue service", queues)), host, stop)
         finally:
             if host is not None:
                 stop_process_group(host, STOP_TIMEOUT)
+            queues.stop()
             azurite.stop()
             (directory / "pids.json").unlink(missing_ok=True)
 
@@ -240,11 +274,17 @@ def _wait_for_host(host: subprocess.Popen[bytes], health_url: str, stop: _StopSi
     return False
 
 
-def _watch(azurite: Azurite, host: subprocess.Popen[bytes], stop: _StopSignal) -> int:
+def _watch(
+    servers: Sequence[tuple[str, Azurite]], host: subprocess.Popen[bytes], stop: _StopSignal
+) -> int:
     """Block until a stop signal (exit code 0) or until a child dies (exit code 1)."""
-    assert azurite.process is not None
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    for name, server in servers:
+        assert server.process is not None
+        children.append((name, server.process))
+    children.append(("the host", host))
     while stop.received is None:
-        for name, process in (("Azurite", azurite.process), ("the host", host)):
+        for name, process in children:
             if process.poll() is not None:
                 _say(f"{name} exited unexpectedly with code {process.returncode}; stopping")
                 return 1

@@ -1,8 +1,10 @@
-"""Load a FunctionApp and read its HTTP and timer functions into the table the host serves.
+"""Load a FunctionApp and read its HTTP, timer and queue functions into the table the host serves.
 
 It reads the registered functions themselves (``app.get_functions()``, once per app),
-resolves ``%SETTING%`` names in timer schedules, and refuses what the host cannot serve
-(a bad route or schedule, a handler needing another binding) with a HostError.
+resolves ``%SETTING%`` names in timer schedules and queue names, and refuses what the host
+cannot serve (a bad route, schedule or queue name, a handler needing another binding) with
+a HostError. A queue function whose connection setting is missing is skipped with a warning,
+so that a host serving only HTTP (tests, tools) needs no queue service.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import re
 import sys
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 from azure.functions.decorators.function_app import Function
 from azure.functions.decorators.http import HttpTrigger
+from azure.functions.decorators.queue import QueueTrigger
 from azure.functions.decorators.timer import TimerTrigger
 from croniter import croniter
 from starlette.routing import BaseRoute
@@ -71,12 +74,25 @@ class TimerFunction:
 
 
 @dataclass(frozen=True)
+class QueueFunction:
+    """A queue-triggered function with its queue name and connection resolved."""
+
+    name: str
+    queue_name: str
+    connection_setting: str
+    connection_string: str = field(repr=False)  # holds an account key
+    arg_name: str
+    handler: Callable[..., Any]
+
+
+@dataclass(frozen=True)
 class FunctionTable:
-    """Everything the host serves: HTTP functions in routing order, and timers."""
+    """Everything the host serves: HTTP functions in routing order, timers, queue functions."""
 
     route_prefix: str
     http: tuple[HttpFunction, ...]
     timers: tuple[TimerFunction, ...]
+    queues: tuple[QueueFunction, ...] = ()
 
     def find(self, raw_path: str | bytes) -> list[tuple[HttpFunction, dict[str, str]]]:
         """Every HTTP function whose route matches the (percent-encoded) path, most specific
@@ -103,7 +119,11 @@ class FunctionTable:
             for f in self.http
         ]
         timers = [f"{t.name} ({t.schedule})" for t in self.timers]
-        return f"routes: {', '.join(routes) or 'none'}; timers: {', '.join(timers) or 'none'}"
+        queues = [f"{q.name} ({q.queue_name})" for q in self.queues]
+        return (
+            f"routes: {', '.join(routes) or 'none'}; timers: {', '.join(timers) or 'none'}; "
+            f"queues: {', '.join(queues) or 'none'}"
+        )
 
 
 # Function lists by app: get_functions() may run only once per FunctionApp (a second call
@@ -150,6 +170,11 @@ def _check_parameters(name: str, handler: Callable[..., Any], arg_name: str) -> 
 
 
 _SETTING_REFERENCE = re.compile(r"%([^%]+)%")
+# Azure Storage queue names: 3-63 lowercase letters, digits and single hyphens, starting
+# and ending with a letter or digit.
+_QUEUE_NAME = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
+# The setting a queue trigger without a connection uses, as in the Functions host.
+DEFAULT_CONNECTION_SETTING = "AzureWebJobsStorage"
 
 
 def resolve_settings(value: str, environ: Mapping[str, str], where: str) -> str:
@@ -165,16 +190,72 @@ def resolve_settings(value: str, environ: Mapping[str, str], where: str) -> str:
     return _SETTING_REFERENCE.sub(setting, value)
 
 
+def _setting(name: str, environ: Mapping[str, str]) -> str:
+    """An app setting's value from ``environ``, else the process environment, else ""."""
+    return environ.get(name) or os.environ.get(name) or ""
+
+
+def connection_setting_value(setting: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The setting a trigger's ``connection`` names and its value ("" and the names tried if
+    unset).
+
+    As the Functions host does: an empty name means AzureWebJobsStorage, and a name without
+    a setting of its own may be given with the ``AzureWebJobs`` prefix.
+    """
+    name = setting or DEFAULT_CONNECTION_SETTING
+    candidates = [name] if name.startswith("AzureWebJobs") else [name, f"AzureWebJobs{name}"]
+    for candidate in candidates:
+        value = _setting(candidate, environ)
+        if value:
+            return candidate, value
+    return " or ".join(candidates), ""
+
+
+def _queue_function(
+    name: str, trigger: QueueTrigger, handler: Callable[..., Any], environ: Mapping[str, str]
+) -> QueueFunction | None:
+    """The queue function the trigger describes; None (with a warning) if it cannot connect.
+
+    The connection is looked at first: a host without one (tests, tools that serve only
+    HTTP) skips the function without needing its queue-name setting either.
+    """
+    _check_parameters(name, handler, trigger.name)
+    setting, value = connection_setting_value(trigger.connection or "", environ)
+    if not value:
+        logger.warning(
+            "queue function %r does not run: its connection setting %s is not set "
+            "(a storage connection string, e.g. UseDevelopmentStorage=true for Azurite)",
+            name,
+            setting,
+        )
+        return None
+    queue_name = resolve_settings(trigger.queue_name, environ, f"queue function {name!r}")
+    if not _QUEUE_NAME.fullmatch(queue_name):
+        raise HostError(
+            f"queue function {name!r}: {queue_name!r} is not a queue name (3-63 lowercase "
+            "letters, digits and single hyphens, starting and ending with a letter or digit)"
+        )
+    return QueueFunction(
+        name=name,
+        queue_name=queue_name,
+        connection_setting=setting,
+        connection_string=value,
+        arg_name=trigger.name,
+        handler=handler,
+    )
+
+
 def load_functions(
     function_app: func.FunctionApp,
     environ: Mapping[str, str] | None = None,
     route_prefix: str | None = None,
 ) -> FunctionTable:
-    """Read the app's HTTP and timer functions into a table, or raise HostError."""
+    """Read the app's HTTP, timer and queue functions into a table, or raise HostError."""
     environ = os.environ if environ is None else environ
     prefix = read_route_prefix() if route_prefix is None else route_prefix.strip("/")
     http: list[HttpFunction] = []
     timers: list[TimerFunction] = []
+    queues: list[QueueFunction] = []
     for function in _functions_of(function_app):
         name = function.get_function_name() or function.get_user_function().__name__
         trigger = function.get_trigger()
@@ -213,12 +294,18 @@ def load_functions(
                     use_monitor=bool(trigger.use_monitor),
                 )
             )
+        elif isinstance(trigger, QueueTrigger):
+            queue = _queue_function(name, trigger, handler, environ)
+            if queue is not None:
+                queues.append(queue)
         else:
             kind = getattr(trigger, "type", type(trigger).__name__)
             logger.warning("function %r has a %s trigger, which the local host skips", name, kind)
     # Most specific route first, as the Functions host's ASP.NET routing orders them.
     http.sort(key=lambda function: (function.route.precedence, function.route.template.lower()))
-    return FunctionTable(route_prefix=prefix, http=tuple(http), timers=tuple(timers))
+    return FunctionTable(
+        route_prefix=prefix, http=tuple(http), timers=tuple(timers), queues=tuple(queues)
+    )
 
 
 def _import_attribute(spec: str, default_attr: str) -> object:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from local.errors import HostError
@@ -244,13 +245,21 @@ def compile_route(template: str, prefix: str = DEFAULT_ROUTE_PREFIX) -> RouteTem
     return RouteTemplate(template, prefix, pattern, params, tuple(precedence))
 
 
-def read_route_prefix(host_json: Path = HOST_JSON) -> str:
-    """The ``extensions.http.routePrefix`` of a host.json, or "api" when absent."""
+def read_host_json(host_json: Path = HOST_JSON) -> dict[str, Any]:
+    """The settings of a host.json ({} when the file is absent), or raise HostError."""
     if not host_json.exists():
-        return DEFAULT_ROUTE_PREFIX
+        return {}
     try:
         settings = json.loads(host_json.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise HostError(f"cannot read {host_json}: {error}") from None
+    if not isinstance(settings, dict):
+        raise HostError(f"{host_json} is not a JSON object")
+    return settings
+
+
+def read_route_prefix(host_json: Path = HOST_JSON) -> str:
+    """The ``extensions.http.routePrefix`` of a host.json, or "api" when absent."""
+    settings = read_host_json(host_json)
     prefix = settings.get("extensions", {}).get("http", {}).get("routePrefix")
     return DEFAULT_ROUTE_PREFIX if prefix is None else str(prefix).strip("/")

@@ -10,6 +10,8 @@ const CHANNEL_NAME = "chat-reconnect-demo";
 const POLL_MS = 1000;
 const MAX_CONVERSATIONS = 10;
 const MAX_LOG = 60;
+const MAX_EVENTS = 100;
+const EVENT_TYPE_PREFIX = "chatreconnect.conversation.";
 
 const $ = (id) => document.getElementById(id);
 const frame = $("customer-frame");
@@ -43,6 +45,8 @@ const demo = loadDemoState();
 let settings = null; // the widget's saved settings
 let current = null; // the watched conversation, as last read
 let polling = false;
+let eventCursor = 0; // the last event the console shows (the demo's /dev/events cursor)
+let eventsPolling = false;
 
 function persist() {
   window.localStorage.setItem(STATE_KEY, JSON.stringify(demo));
@@ -463,6 +467,89 @@ async function poll() {
   }
 }
 
+// ------------------------------------------------------------------ integration events
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+/** One row of the events table: what the platform heard, in the order it arrived. */
+function eventRow(item) {
+  const row = document.createElement("tr");
+  row.dataset.cursor = String(item.cursor);
+  const event = item.event;
+  if (!event) {
+    row.className = "unreadable";
+    row.append(cell("—"), cell(formatTime(item.receivedAt)), cell(`unreadable: ${item.error}`));
+    return row;
+  }
+  const data = event.data || {};
+  const type = String(event.type).startsWith(EVENT_TYPE_PREFIX)
+    ? String(event.type).slice(EVENT_TYPE_PREFIX.length)
+    : String(event.type);
+  const subject = String(event.subject || "");
+  const conversationId = data.conversationId || subject.replace(/^conversations\//, "");
+  const state = data.previousState ? `${data.previousState} → ${data.state}` : String(data.state);
+  row.dataset.type = type;
+  row.dataset.conversation = conversationId;
+  const sequence = event.sequence ? String(Number(event.sequence)) : "—";
+  const released = data.capacityReleased || "";
+  const what = cell(type);
+  const via = document.createElement("span");
+  via.className = "via";
+  via.textContent = `via ${data.via || "?"}`;
+  what.append(document.createElement("br"), via);
+  row.append(
+    cell(sequence),
+    cell(event.time ? new Date(event.time).toLocaleTimeString([], { hour12: false }) : "—"),
+    what,
+    cell(conversationId),
+    cell(state),
+    cell(released || "—", released ? "released" : ""),
+  );
+  return row;
+}
+
+async function pollEvents() {
+  if (eventsPolling) return;
+  eventsPolling = true;
+  const status = $("events-status");
+  try {
+    const response = await fetch(`/dev/events?after=${eventCursor}`, { cache: "no-store" });
+    if (!response.ok) throw new ApiError(response.status, null);
+    const feed = await response.json();
+    $("events-queue").textContent = feed.queue || "events";
+    const body = $("events");
+    const scroller = body.closest(".events-scroll");
+    const atBottom = scroller.scrollTop + scroller.clientHeight >= scroller.scrollHeight - 4;
+    for (const item of feed.events) {
+      if (item.cursor <= eventCursor) continue;
+      body.append(eventRow(item));
+      eventCursor = item.cursor;
+      if (item.event && item.event.data && item.event.data.capacityReleased) {
+        const data = item.event.data;
+        log(`Event: ${data.conversationId} released ${data.capacityReleased}'s capacity`);
+      }
+    }
+    while (body.children.length > MAX_EVENTS) body.firstElementChild.remove();
+    for (const row of body.children) {
+      row.classList.toggle("watched", row.dataset.conversation === demo.conversationId);
+    }
+    if (atBottom) scroller.scrollTop = scroller.scrollHeight;
+    const count = body.children.length;
+    if (!feed.queue) status.textContent = "Events are off (EVENTS_QUEUE is empty).";
+    else if (feed.error) status.textContent = `${feed.error}; retrying every second.`;
+    else status.textContent = count ? `${count} event${count === 1 ? "" : "s"} received.` : "No events yet.";
+  } catch (error) {
+    status.textContent = `The event stream is not available (${error.message}).`;
+  } finally {
+    eventsPolling = false;
+  }
+}
+
 // ------------------------------------------------------------ messages from the portal
 
 async function onCustomerMessage(message) {
@@ -506,8 +593,9 @@ async function init() {
     failed("Loading the demo widget", error);
   }
   await showCustomer("portal.html");
-  await poll();
+  await Promise.all([poll(), pollEvents()]);
   setInterval(poll, POLL_MS);
+  setInterval(pollEvents, POLL_MS);
   document.body.dataset.ready = "true";
 }
 

@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Error, Page, expect, sy
 from local.app import build_app
 from local.azurite import Azurite
 from local.demo import DevIssuer, demo_routes
+from local.event_feed import EventFeed
 from local.server import serve_in_thread
 from shared.domain.auth import customer_id_from_token
 from shared.domain.settings import Authentication, PublicKey
@@ -65,7 +66,9 @@ def base_url(azurite: Azurite, issuer: DevIssuer) -> Iterator[str]:
     app = fresh_function_app()
     # The timer never fires on its own here: tests decide what the clock says.
     environ = {**os.environ, "RECONNECT_ENFORCE_SCHEDULE": "0 0 0 1 1 *"}
-    server = build_app(app, environ, static_dir=REPO / "widget", extra_routes=demo_routes(issuer))
+    # The demo's event stream has a test of its own (test_demo_events_browser.py).
+    routes = demo_routes(issuer, events=EventFeed.off())
+    server = build_app(app, environ, static_dir=REPO / "widget", extra_routes=routes)
     with serve_in_thread(server) as url:
         yield url
 

@@ -30,6 +30,7 @@ def test_extra_routes_come_from_a_factory_named_on_the_command_line() -> None:
         "/dev/token",
         "/dev/omnichannel",
         "/dev/omnichannel-chat-sdk.js",
+        "/dev/events",
     ]
 
 
