@@ -204,6 +204,15 @@ class TimeLimitEnforcer:
         only goes on to closed, closed is terminal: tests/unit/test_domain_properties.py),
         so no writer re-creates them.
         """
+        try:
+            recorded = iter(
+                self.writer.stage_outcomes([v for _, v in chunk if isinstance(v, Expiry)])
+            )
+        except Exception:
+            # Neither the outbox queue nor Table storage took the events: write nothing.
+            logger.exception("Could not stage the events of the timer's outcomes")
+            return [(row, FAILED) for row, _ in chunk], True, []
+        chunk = [(row, next(recorded) if isinstance(v, Expiry) else v) for row, v in chunk]
         created = self.writer.create_due_rows(
             verdict for _, verdict in chunk if isinstance(verdict, Expiry)
         )
