@@ -98,10 +98,18 @@ def fresh_function_app() -> func.FunctionApp:
     function_app.app may list its functions only once (the session host does), so other
     hosts and metadata tests build this twin; test_function_metadata keeps it honest.
     """
-    from shared.api import manage, omnichannel, ops, platform, timers, widget
+    from shared.api import events, manage, omnichannel, ops, platform, timers, widget
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, omnichannel.bp, timers.bp):
+    for blueprint in (
+        ops.bp,
+        manage.bp,
+        platform.bp,
+        widget.bp,
+        omnichannel.bp,
+        timers.bp,
+        events.bp,
+    ):
         app.register_functions(blueprint)
     return app
 

@@ -32,6 +32,16 @@ class Staged:
 NOTHING_STAGED = Staged()
 
 
+@dataclass(frozen=True)
+class EventQueues:
+    """Where integration events go: the private outbox queue a change's events are staged
+    in, the public queue the platform reads, and the events' `source`."""
+
+    outbox: StorageQueue
+    public: StorageQueue
+    source: str
+
+
 class EventOutbox:
     """Stages events: one request to the outbox queue per message, a note each when it is down."""
 

@@ -52,6 +52,7 @@ class Versioned(Generic[T]):
 
 
 def _utc(value: Any) -> datetime | None:
+    """A stored time (or None) as a plain aware UTC datetime."""
     if value is None:
         return None
     moment: datetime = value
@@ -65,6 +66,13 @@ def _utc(value: Any) -> datetime | None:
         moment.microsecond,
         tzinfo=UTC,
     )
+
+
+def utc(value: Any) -> datetime:
+    """A stored time as a plain aware UTC datetime."""
+    moment = _utc(value)
+    assert moment is not None
+    return moment
 
 
 def utf16_units(text: str) -> int:

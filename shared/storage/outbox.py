@@ -11,7 +11,7 @@ from typing import Any
 
 from azure.data.tables import UpdateMode
 
-from shared.storage.entities import due_bucket, etag_of
+from shared.storage.entities import due_bucket, etag_of, utc
 from shared.storage.table_wire import MAX_OPERATIONS
 from shared.storage.tables import TableBase, translate_errors
 
@@ -23,6 +23,7 @@ class OutboxNote:
     bucket: str
     row_key: str
     event: dict[str, Any]
+    staged_at: datetime
     etag: str | None = field(default=None, compare=False)
 
 
@@ -47,6 +48,7 @@ class OutboxNoteTable(TableBase):
                     "PartitionKey": bucket,
                     "RowKey": note_row_key(event),
                     "event": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
+                    "stagedAt": staged_at,
                 }
                 for event in chunk
             ]
@@ -65,6 +67,7 @@ class OutboxNoteTable(TableBase):
                     str(entity["PartitionKey"]),
                     str(entity["RowKey"]),
                     json.loads(entity["event"]),
+                    utc(entity["stagedAt"]),
                     etag_of(entity.metadata),
                 )
             )
