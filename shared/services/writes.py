@@ -143,11 +143,14 @@ class ConversationWriter:
         and the customer (so capacity and customer rows stay as they are, and no capacity
         note is due), and a connected customer has no due time, so there is no due row to
         write or snapshot. The deadline's old due row stays; the timer finds it stale and
-        drops it. `tests/unit/test_domain_properties.py` pins that claim on the domain.
+        drops it. `tests/unit/test_domain_properties.py` pins that claim on the domain. Its
+        event is staged like any other change's: one request more (contract §5).
         """
+        continued, staged = self._record_and_stage(found.value, continued, Via.WIDGET)
         try:
             self.store.replace_conversation(continued, found.etag)
         except ConcurrencyConflict:
+            self._withdraw(staged)
             return False
         return True
 
