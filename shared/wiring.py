@@ -38,9 +38,17 @@ STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
 }
 
 # A queue that does not answer at once is treated as down (events fall back to outbox
-# notes): no SDK retries, short timeouts, so staging never noticeably slows a request.
+# notes): short timeouts and at most one retry, so staging never noticeably slows a request.
 QUEUE_TIMEOUTS = {"connection_timeout": 1, "read_timeout": 2}
-QUEUE_CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 0, **QUEUE_TIMEOUTS}
+# One immediate retry (no back-off, no jitter): a pooled keep-alive connection the server
+# closed fails its next request, which a fresh connection then sends.
+QUEUE_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 1,
+    "initial_backoff": 0,
+    "increment_base": 0,
+    "random_jitter_range": 0,
+    **QUEUE_TIMEOUTS,
+}
 # Azurite's well-known development account (public), for QUEUES_CONNECTION_STRING's default:
 # unlike the Table SDK, the queue SDK does not understand "UseDevelopmentStorage=true".
 _DEVELOPMENT_QUEUES = (
@@ -75,9 +83,12 @@ def table_service_client(settings: Settings) -> TableServiceClient:
     )
 
 
-def queue_client_factory(settings: Settings, **options: Any) -> Callable[[str], QueueClient]:
+def queue_client_factory(
+    settings: Settings, timeouts: dict[str, int] | None = None, **options: Any
+) -> Callable[[str], QueueClient]:
     """Makes a queue's client on first use: managed identity when QUEUES_ENDPOINT is set,
-    else the connection string (Azurite locally); `options` override the client's."""
+    else the connection string (Azurite locally); `timeouts` and `options` override the
+    client's (tests on a loaded machine)."""
 
     def make(name: str) -> QueueClient:
         # Imported here: `import function_app` pays nothing for the queue SDK.
@@ -94,7 +105,7 @@ def queue_client_factory(settings: Settings, **options: Any) -> Callable[[str], 
                 name,
                 credential=credential,
                 **{
-                    **storage_client_options(settings.queues_endpoint, QUEUE_TIMEOUTS),
+                    **storage_client_options(settings.queues_endpoint, timeouts or QUEUE_TIMEOUTS),
                     **QUEUE_CLIENT_OPTIONS,
                     **options,
                 },
@@ -107,7 +118,7 @@ def queue_client_factory(settings: Settings, **options: Any) -> Callable[[str], 
             connection,
             name,
             **{
-                **storage_client_options(endpoint, QUEUE_TIMEOUTS),
+                **storage_client_options(endpoint, timeouts or QUEUE_TIMEOUTS),
                 **QUEUE_CLIENT_OPTIONS,
                 **options,
             },
@@ -116,11 +127,13 @@ def queue_client_factory(settings: Settings, **options: Any) -> Callable[[str], 
     return make
 
 
-def event_queues(settings: Settings, **options: Any) -> EventQueues | None:
+def event_queues(
+    settings: Settings, timeouts: dict[str, int] | None = None, **options: Any
+) -> EventQueues | None:
     """The integration events' queues (clients made on first use); None while events are off."""
     if settings.events_queue is None:
         return None
-    make = queue_client_factory(settings, **options)
+    make = queue_client_factory(settings, timeouts, **options)
     return EventQueues(
         outbox=StorageQueue(settings.events_outbox_queue, make),
         public=StorageQueue(settings.events_queue, make),

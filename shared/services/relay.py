@@ -61,6 +61,7 @@ class EventRelay:
         self.outbox = outbox
         self.public = public
         self.clock = clock
+        self.wait_delay = WAIT_DELAY_SECONDS
 
     def relay(self, body: object) -> RelayReport:
         """One outbox message's JSON (decoded): send what is stored, in sequence order, stage
@@ -81,7 +82,7 @@ class EventRelay:
             # Staged again with the first staging time, so that waiting ends (DROP) once no
             # write can still be under way.
             self.outbox.stage_events(
-                [s.event for s in waiting], waiting[0].staged_at, delay=WAIT_DELAY_SECONDS
+                [s.event for s in waiting], waiting[0].staged_at, delay=self.wait_delay
             )
         return report
 
