@@ -46,7 +46,7 @@ class RelayReport:
     dropped: int = 0
     # Dropped because their sequence fell out of the conversation's ring (logged as errors).
     forgotten: int = 0
-    # Note flush only: notes left for the next run because the public queue is down.
+    # Left for a later timer run (as outbox notes) because the public queue is down.
     deferred: int = 0
     verdicts: dict[str, Verdict] = field(default_factory=dict, repr=False)
 
@@ -65,8 +65,9 @@ class EventRelay:
 
     def relay(self, body: object) -> RelayReport:
         """One outbox message's JSON (decoded): send what is stored, in sequence order, stage
-        again what may still be stored; QueueUnavailable if the public queue is down (the
-        message then stays on the outbox queue and comes back)."""
+        again what may still be stored. While the public queue is down, what is left to send
+        becomes outbox notes (the timer sends them); StorageUnavailable only if Table storage
+        is down too (the message then stays on the outbox queue and comes back)."""
         try:
             events = parse_outbox_message(body)
         except ValueError:
@@ -74,9 +75,19 @@ class EventRelay:
             logger.error("Dropped an outbox message that is not one")
             return RelayReport(dropped=1)
         report = self._judge_all(events)
-        for staged in in_sequence_order(events):
-            if report.verdicts[staged.change_id] is Verdict.SEND:
+        proven = [
+            s for s in in_sequence_order(events) if report.verdicts[s.change_id] is Verdict.SEND
+        ]
+        for index, staged in enumerate(proven):
+            try:
                 self.public.send(encode_message(staged.event))
+            except QueueUnavailable:
+                # Kept as outbox notes for the timer rather than failed back to the host,
+                # which would give up on the message after a few attempts (poison queue).
+                self.store.put_outbox_notes(staged.staged_at, [s.event for s in proven[index:]])
+                report.deferred = len(proven) - index
+                report.sent = index
+                break
         waiting = [s for s in events if report.verdicts[s.change_id] is Verdict.WAIT]
         if waiting:
             # Staged again with the first staging time, so that waiting ends (DROP) once no

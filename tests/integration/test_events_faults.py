@@ -5,19 +5,23 @@ way, a relay that fails before or after sending, and the queue service down."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
+from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.pipeline import PipelineRequest
+from azure.data.tables import TableServiceClient
 
-from local.azurite import Azurite, AzuriteQueue
+from local.azurite import DEV_ACCOUNT, DEV_KEY, Azurite, AzuriteQueue
 from shared.domain import conversation as domain
 from shared.domain.events import MAX_WRITE_SECONDS, Via, record_change, what_happened
 from shared.services.app import App
 from shared.storage.queues import BREAKER_SECONDS, QueueUnavailable, StorageQueue
+from shared.storage.store import TableStore
 from shared.wire.events import encode_message
 from shared.wiring import set_service
 from tests.conftest import FakeClock, make_service
@@ -125,18 +129,37 @@ def test_an_event_waits_for_its_write_and_is_dropped_if_it_never_comes(
     assert receive_all(app.relay.outbox.queue) == []
 
 
-def test_a_relay_that_fails_before_sending_sends_on_the_retry(
+def test_a_relay_that_cannot_send_leaves_the_events_to_the_timer(
     api: httpx.Client, tap: EventTap, app: App
 ) -> None:
-    """The process dies between the write and the send: the event waits in the outbox."""
+    """The public queue is down when the relay runs: the proven events become outbox notes
+    (the host would give up on a message that keeps failing), and the timer sends them."""
     assert app.relay is not None
     public = app.relay.public
     app.relay.public = down_queues().public
     register(api, "c1")
-    assert tap.relay_staged() == 0
-    assert tap.failures == 1
+    assert event(api, "c1", "agent_ended") == 200
+    assert tap.relay_staged() == 2
+    assert tap.failures == 0
     app.relay.public = public
     assert tap.published() == []
+    report = app.timer.run()
+    assert (report.events_sent, report.events_deferred) == (2, 0)
+    assert types(tap.published()) == ["registered", "agent_ended"]
+
+
+def test_a_relay_that_fails_is_retried_by_the_host(
+    api: httpx.Client, tap: EventTap, app: App
+) -> None:
+    """Table storage fails under the relay before it sends: the trigger raises, the message
+    stays, and the retry sends the event."""
+    assert app.relay is not None
+    register(api, "c1")
+    store = app.relay.store
+    app.relay.store = make_broken_store(store)
+    assert tap.relay_staged() == 0
+    assert tap.failures == 1
+    app.relay.store = store
     assert types(tap.drain()) == ["registered"]
 
 
@@ -251,6 +274,21 @@ def test_fifty_way_races_emit_the_final_states_events_in_sequence(
     assert types(events).count("agent_ended") == 1
     assert types(events).count("customer_reconnected") <= 1
     assert statuses.count(200) >= 1
+
+
+def make_broken_store(store: TableStore) -> TableStore:
+    """The same tables through a client whose every request fails (a closed port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = TableServiceClient(
+        endpoint=f"http://127.0.0.1:{port}/devstoreaccount1",
+        credential=AzureNamedKeyCredential(DEV_ACCOUNT, DEV_KEY),
+        retry_total=0,
+    )
+    broken = TableStore(client, store.table_names[0].removesuffix("widgets"))
+    broken._tables_ready = True
+    return broken
 
 
 def _widget(app: App) -> Any:
