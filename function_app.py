@@ -4,7 +4,7 @@ import contextlib
 
 import azure.functions as func
 
-from shared.api import manage, omnichannel, ops, platform, timers, widget
+from shared.api import events, manage, omnichannel, ops, platform, timers, widget
 from shared.config import ConfigError, get_settings
 from shared.redaction import install_log_redaction
 
@@ -16,5 +16,13 @@ with contextlib.suppress(ConfigError):
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, omnichannel.bp, timers.bp):
+for blueprint in (
+    ops.bp,
+    manage.bp,
+    platform.bp,
+    widget.bp,
+    omnichannel.bp,
+    timers.bp,
+    events.bp,
+):
     app.register_functions(blueprint)

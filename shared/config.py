@@ -35,6 +35,11 @@ APP_SETTINGS: tuple[str, ...] = (
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
+DEFAULT_EVENTS_QUEUE = "conversation-events"
+DEFAULT_EVENTS_OUTBOX_QUEUE = "conversation-events-outbox"
+DEFAULT_EVENTS_SOURCE = "/chat-reconnect"
+# Azure Storage queue names: 3-63 lowercase letters, digits and single inner hyphens.
+_QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 DEFAULT_ENFORCE_SCHEDULE = "*/30 * * * * *"
 DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES = 15
 # A week: generous for a wrap-up, and far from where date arithmetic overflows.
@@ -66,6 +71,12 @@ class Settings:
     platform_auth_enabled: bool
     # The org id the Omnichannel chat SDK routes answer to; None turns those routes off.
     omnichannel_org_id: str | None = None
+    # The public queue of integration events; None turns events off (EVENTS_QUEUE="").
+    events_queue: str | None = DEFAULT_EVENTS_QUEUE
+    events_outbox_queue: str = DEFAULT_EVENTS_OUTBOX_QUEUE
+    events_source: str = DEFAULT_EVENTS_SOURCE
+    queues_connection_string: str = DEFAULT_CONNECTION_STRING
+    queues_endpoint: str | None = None
 
 
 def _signing_key(name: str, value: str | None) -> bytes | None:
@@ -96,6 +107,15 @@ def _minutes(name: str, value: str | None, default: int, maximum: int) -> int:
     return number
 
 
+def _queue_name(name: str, value: str) -> str:
+    if not _QUEUE_NAME.match(value):
+        raise ConfigError(
+            f"{name} must be a queue name: 3-63 lowercase letters, digits and single "
+            f"hyphens, starting and ending with a letter or digit; got {value!r}"
+        )
+    return value
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build the settings from an environment mapping; raise ConfigError on bad values."""
     endpoint = environ.get("TABLES_ENDPOINT") or None
@@ -109,6 +129,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             "reconnect links will stop working when it restarts"
         )
         signing_key = secrets.token_urlsafe(48).encode("ascii")
+    events_queue = environ.get("EVENTS_QUEUE", DEFAULT_EVENTS_QUEUE).strip()
     return Settings(
         tables_connection_string=environ.get("TABLES_CONNECTION_STRING")
         or DEFAULT_CONNECTION_STRING,
@@ -128,6 +149,16 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         admin_required_role=(environ.get("ADMIN_REQUIRED_ROLE") or "").strip() or None,
         platform_auth_enabled=(environ.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
         omnichannel_org_id=(environ.get("OMNICHANNEL_ORG_ID") or "").strip() or None,
+        # Unset: the default queue; set but empty: events off.
+        events_queue=_queue_name("EVENTS_QUEUE", events_queue) if events_queue else None,
+        events_outbox_queue=_queue_name(
+            "EVENTS_OUTBOX_QUEUE",
+            environ.get("EVENTS_OUTBOX_QUEUE") or DEFAULT_EVENTS_OUTBOX_QUEUE,
+        ),
+        events_source=environ.get("EVENTS_SOURCE") or DEFAULT_EVENTS_SOURCE,
+        queues_connection_string=environ.get("QUEUES_CONNECTION_STRING")
+        or DEFAULT_CONNECTION_STRING,
+        queues_endpoint=environ.get("QUEUES_ENDPOINT") or None,
     )
 
 

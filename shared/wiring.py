@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
@@ -15,7 +16,12 @@ from requests.utils import get_environ_proxies
 from shared.config import Settings, get_settings
 from shared.domain.links import LinkSigner
 from shared.services.app import App
+from shared.services.outbox import EventQueues
+from shared.storage.queues import StorageQueue
 from shared.storage.store import TableStore
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 # Seconds to connect to storage and to wait for its answer.
 STORAGE_TIMEOUTS = {"connection_timeout": 2, "read_timeout": 5}
@@ -30,6 +36,26 @@ STORAGE_CLIENT_OPTIONS: dict[str, Any] = {
     "retry_backoff_max": 1,
     **STORAGE_TIMEOUTS,
 }
+
+# A queue that does not answer at once is treated as down (events fall back to outbox
+# notes): short timeouts and at most one retry, so staging never noticeably slows a request.
+QUEUE_TIMEOUTS = {"connection_timeout": 1, "read_timeout": 2}
+# One immediate retry (no back-off, no jitter): a pooled keep-alive connection the server
+# closed fails its next request, which a fresh connection then sends.
+QUEUE_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 1,
+    "initial_backoff": 0,
+    "increment_base": 0,
+    "random_jitter_range": 0,
+    **QUEUE_TIMEOUTS,
+}
+# Azurite's well-known development account (public), for QUEUES_CONNECTION_STRING's default:
+# unlike the Table SDK, the queue SDK does not understand "UseDevelopmentStorage=true".
+_DEVELOPMENT_QUEUES = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+    "KBHBeksoGMGw==;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+)
 
 _lock = threading.Lock()
 _service: App | None = None
@@ -57,7 +83,65 @@ def table_service_client(settings: Settings) -> TableServiceClient:
     )
 
 
-def storage_client_options(endpoint: str) -> dict[str, Any]:
+def queue_client_factory(
+    settings: Settings, timeouts: dict[str, int] | None = None, **options: Any
+) -> Callable[[str], QueueClient]:
+    """Makes a queue's client on first use: managed identity when QUEUES_ENDPOINT is set,
+    else the connection string (Azurite locally); `timeouts` and `options` override the
+    client's (tests on a loaded machine)."""
+
+    def make(name: str) -> QueueClient:
+        # Imported here: `import function_app` pays nothing for the queue SDK.
+        from azure.storage.queue import QueueClient
+
+        if settings.queues_endpoint:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(
+                managed_identity_client_id=settings.managed_identity_client_id
+            )
+            return QueueClient(
+                settings.queues_endpoint,
+                name,
+                credential=credential,
+                **{
+                    **storage_client_options(settings.queues_endpoint, timeouts or QUEUE_TIMEOUTS),
+                    **QUEUE_CLIENT_OPTIONS,
+                    **options,
+                },
+            )
+        connection = settings.queues_connection_string
+        if connection.strip().lower() == "usedevelopmentstorage=true":
+            connection = _DEVELOPMENT_QUEUES
+        endpoint = QueueClient.from_connection_string(connection, name).url
+        return QueueClient.from_connection_string(
+            connection,
+            name,
+            **{
+                **storage_client_options(endpoint, timeouts or QUEUE_TIMEOUTS),
+                **QUEUE_CLIENT_OPTIONS,
+                **options,
+            },
+        )
+
+    return make
+
+
+def event_queues(
+    settings: Settings, timeouts: dict[str, int] | None = None, **options: Any
+) -> EventQueues | None:
+    """The integration events' queues (clients made on first use); None while events are off."""
+    if settings.events_queue is None:
+        return None
+    make = queue_client_factory(settings, timeouts, **options)
+    return EventQueues(
+        outbox=StorageQueue(settings.events_outbox_queue, make),
+        public=StorageQueue(settings.events_queue, make),
+        source=settings.events_source,
+    )
+
+
+def storage_client_options(endpoint: str, timeouts: dict[str, int] | None = None) -> dict[str, Any]:
     """The storage client's options, with the environment's proxy and CA-bundle settings
     read once, here, for `endpoint`.
 
@@ -73,8 +157,8 @@ def storage_client_options(endpoint: str) -> dict[str, Any]:
     # own, the client ignores them among its options.
     transport = RequestsTransport(
         use_env_settings=False,
-        connection_timeout=STORAGE_TIMEOUTS["connection_timeout"],
-        read_timeout=STORAGE_TIMEOUTS["read_timeout"],
+        connection_timeout=(timeouts or STORAGE_TIMEOUTS)["connection_timeout"],
+        read_timeout=(timeouts or STORAGE_TIMEOUTS)["read_timeout"],
         connection_verify=ca_bundle or True,
     )
     options: dict[str, Any] = {**STORAGE_CLIENT_OPTIONS, "transport": transport}
@@ -92,6 +176,7 @@ def build_service(settings: Settings, table_prefix: str = "") -> App:
         store,
         signer,
         auto_close_after=timedelta(minutes=settings.wrap_up_auto_close_minutes),
+        events=event_queues(settings),
     )
 
 

@@ -26,6 +26,7 @@ os.environ.setdefault("OMNICHANNEL_ORG_ID", "6a0e4a62-0b4e-4c35-8f7e-3f1c2f0b9c1
 
 from shared.domain.links import LinkSigner
 from shared.services.app import App
+from shared.services.outbox import EventQueues
 from shared.storage.store import TableStore
 from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
 from tests.keys import new_rsa_key
@@ -98,10 +99,18 @@ def fresh_function_app() -> func.FunctionApp:
     function_app.app may list its functions only once (the session host does), so other
     hosts and metadata tests build this twin; test_function_metadata keeps it honest.
     """
-    from shared.api import manage, omnichannel, ops, platform, timers, widget
+    from shared.api import events, manage, omnichannel, ops, platform, timers, widget
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for blueprint in (ops.bp, manage.bp, platform.bp, widget.bp, omnichannel.bp, timers.bp):
+    for blueprint in (
+        ops.bp,
+        manage.bp,
+        platform.bp,
+        widget.bp,
+        omnichannel.bp,
+        timers.bp,
+        events.bp,
+    ):
         app.register_functions(blueprint)
     return app
 
@@ -111,9 +120,11 @@ def make_service(
     clock: Callable[[], datetime],
     *,
     auto_close_minutes: int = 15,
+    events: EventQueues | None = None,
     **client_options: Any,
 ) -> App:
-    """A service on fresh, uniquely prefixed tables of the given storage account."""
+    """A service on fresh, uniquely prefixed tables of the given storage account; with
+    integration events when given their queues (tests/integration/events.py)."""
     options = {**STORAGE_CLIENT_OPTIONS, **client_options}
     client = TableServiceClient.from_connection_string(connection_string, **options)
     store = TableStore(client, table_prefix="t" + uuid.uuid4().hex[:12])
@@ -123,6 +134,7 @@ def make_service(
         LinkSigner(SIGNING_KEY),
         auto_close_after=timedelta(minutes=auto_close_minutes),
         clock=clock,
+        events=events,
     )
 
 

@@ -17,8 +17,8 @@ from shared.api.schemas import (
     ReconnectLinkView,
     RegisterConversationBody,
 )
-from shared.api.views import conversation_view
 from shared.domain.conversation import Event
+from shared.wire.conversations import conversation_view
 from shared.wiring import get_service
 
 bp = blueprint()
@@ -64,7 +64,9 @@ def register_conversation(req: func.HttpRequest) -> func.HttpResponse:
     result, created = get_service().conversations.register(
         conversation_id, body.widget_id, body.agent_id, body.customer_id
     )
-    return json_response(conversation_view(result), 201 if created else 200)
+    return json_response(
+        conversation_view(result.conversation, result.reconnect_url), 201 if created else 200
+    )
 
 
 @endpoint(
@@ -82,7 +84,7 @@ def register_conversation(req: func.HttpRequest) -> func.HttpResponse:
 def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
     """The conversation as it is now."""
     result = get_service().conversations.get_conversation(path_id(req, "conversationId"))
-    return json_response(conversation_view(result))
+    return json_response(conversation_view(result.conversation, result.reconnect_url))
 
 
 @endpoint(
@@ -110,7 +112,7 @@ def conversation_event(req: func.HttpRequest) -> func.HttpResponse:
     result = get_service().conversations.apply_event(
         conversation_id, Event(type=body.type, agent_id=body.agent_id), body.event_id
     )
-    return json_response(conversation_view(result))
+    return json_response(conversation_view(result.conversation, result.reconnect_url))
 
 
 @endpoint(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -10,7 +9,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PlainSerializer,
     StrictBool,
     StrictInt,
     StringConstraints,
@@ -20,10 +18,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from shared.domain.auth import load_public_key
-from shared.domain.conversation import MAX_EVENT_ID_LENGTH, EndReason, EventType, State
+from shared.domain.conversation import MAX_EVENT_ID_LENGTH, EventType, State
 from shared.domain.errors import FieldProblem, InvalidInput
 from shared.domain.links import MAX_QUICK_REPLY_LENGTH
 from shared.domain.urls import check_url
+from shared.wire.conversations import ConversationView as ConversationView
+from shared.wire.conversations import Model, UtcDateTime
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
@@ -46,24 +46,6 @@ def _printable(value: str) -> str:
 
 # Names and ids the app keeps (issuer, kid, eventId, customerId) are printable text.
 Printable = AfterValidator(_printable)
-
-
-def format_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, to the second, as every time in the contract."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-UtcDateTime = Annotated[
-    datetime,
-    PlainSerializer(format_utc, return_type=str, when_used="json"),
-    Field(json_schema_extra={"format": "date-time"}),
-]
-
-
-class Model(BaseModel):
-    """Base of every contract model: camelCase on the wire, snake_case in Python."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 class RequestModel(Model):
@@ -167,20 +149,6 @@ class RegisterConversationBody(RequestModel):
     widget_id: Id
     agent_id: Id | None = None
     customer_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-
-
-class ConversationView(Model):
-    conversation_id: str
-    widget_id: str
-    state: State
-    agent_id: str | None
-    customer_connected: bool
-    disconnected_at: UtcDateTime | None
-    reconnect_deadline: UtcDateTime | None
-    end_reason: EndReason | None
-    reconnect_url: str | None
-    created_at: UtcDateTime
-    updated_at: UtcDateTime
 
 
 class EventBody(Model):

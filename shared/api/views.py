@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from shared.api.schemas import (
     AuthenticationView,
-    ConversationView,
     PublicKeyView,
     WidgetSettingsBody,
     WidgetSettingsView,
 )
 from shared.domain.settings import Authentication, PublicKey, WidgetSettings
-from shared.services.conversations import ConversationResult
 
 
 def widget_view(widget: WidgetSettings) -> WidgetSettingsView:
@@ -51,21 +49,4 @@ def widget_from_body(widget_id: str, body: WidgetSettingsBody) -> WidgetSettings
         portal_url=body.portal_url,
         redirect_url=body.redirect_url or None,
         authentication=authentication,
-    )
-
-
-def conversation_view(result: ConversationResult) -> ConversationView:
-    conversation = result.conversation
-    return ConversationView(
-        conversation_id=conversation.conversation_id,
-        widget_id=conversation.widget_id,
-        state=conversation.state,
-        agent_id=conversation.agent_id,
-        customer_connected=conversation.customer_connected,
-        disconnected_at=conversation.disconnected_at,
-        reconnect_deadline=conversation.reconnect_deadline,
-        end_reason=conversation.end_reason,
-        reconnect_url=result.reconnect_url,
-        created_at=conversation.created_at,
-        updated_at=conversation.updated_at,
     )

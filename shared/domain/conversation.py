@@ -86,6 +86,10 @@ class Conversation:
     # The agent the customer was with when they disconnected: a continue is "same agent"
     # only if that agent still holds the conversation (not after re-queue and re-assign).
     disconnected_from: str | None = None
+    # Stored changes so far (1 = registration) and the ids of the last events' changes,
+    # oldest first, the last one `sequence`'s (shared.domain.events).
+    sequence: int = 1
+    change_ids: tuple[str, ...] = ()
 
     @property
     def holds_capacity(self) -> bool:

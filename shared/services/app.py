@@ -9,7 +9,9 @@ from shared.domain.links import LinkSigner
 from shared.services.clock import Clock, utc_now
 from shared.services.conversations import ConversationUseCases
 from shared.services.enforcement import TimeLimitEnforcer
+from shared.services.outbox import EventOutbox, EventQueues
 from shared.services.reconnect import ReconnectUseCases
+from shared.services.relay import EventRelay
 from shared.services.settings import WidgetSettingsUseCases
 from shared.services.writes import ConversationWriter
 from shared.storage.store import TableStore
@@ -17,7 +19,8 @@ from shared.storage.store import TableStore
 
 class App:
     """The use cases of the four callers: `settings` (admin), `conversations` (platform),
-    `reconnect` (widget) and `timer`, sharing one ConversationWriter."""
+    `reconnect` (widget) and `timer`, sharing one ConversationWriter; and `relay`, the
+    integration events' (None while events are off)."""
 
     def __init__(
         self,
@@ -26,15 +29,25 @@ class App:
         *,
         auto_close_after: timedelta = timedelta(minutes=15),
         clock: Clock = utc_now,
+        events: EventQueues | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
         self.auto_close_after = auto_close_after
         self.clock = clock
-        self.writer = ConversationWriter(store, auto_close_after=auto_close_after, clock=clock)
+        # Without queues (events off) nothing is staged or relayed.
+        outbox = None if events is None else EventOutbox(events.outbox, store, events.source, clock)
+        self.relay = (
+            None
+            if events is None or outbox is None
+            else EventRelay(store, outbox, events.public, clock)
+        )
+        self.writer = ConversationWriter(
+            store, auto_close_after=auto_close_after, clock=clock, outbox=outbox
+        )
         self.settings = WidgetSettingsUseCases(store, clock)
         self.conversations = ConversationUseCases(store, self.writer, signer, clock)
         self.reconnect = ReconnectUseCases(store, self.writer, signer, clock)
         self.timer = TimeLimitEnforcer(
-            store, self.writer, auto_close_after=auto_close_after, clock=clock
+            store, self.writer, auto_close_after=auto_close_after, clock=clock, relay=self.relay
         )

@@ -17,6 +17,7 @@ from enum import Enum
 
 from shared.domain import conversation as domain
 from shared.domain.conversation import Conversation, State
+from shared.services.relay import EventRelay
 from shared.services.retry import AGAIN, Retry, retry_lost_races
 from shared.services.writes import ConversationWriter, Expiry
 from shared.storage.entities import DueRow, Versioned, bucket_before, due_bucket
@@ -79,6 +80,13 @@ class EnforcementReport:
     # Capacity checks done (index row made to agree with the conversation), and failed.
     capacity_checked: int = 0
     capacity_check_errors: int = 0
+    # Outbox notes (events staged while the outbox queue was down) sent, dropped (their
+    # change was never stored), still waiting, left for the next run (public queue down).
+    events_sent: int = 0
+    events_dropped: int = 0
+    events_waiting: int = 0
+    events_deferred: int = 0
+    event_errors: int = 0
 
     def count(self, outcome: RowOutcome) -> None:
         """Count one row handled with `outcome`."""
@@ -103,11 +111,13 @@ class TimeLimitEnforcer:
         *,
         auto_close_after: timedelta,
         clock: Callable[[], datetime],
+        relay: EventRelay | None = None,
     ) -> None:
         self.store = store
         self.writer = writer
         self.auto_close_after = auto_close_after
         self.clock = clock
+        self.relay = relay
 
     def run(self, *, past_due: bool = False) -> EnforcementReport:
         """Wrap up expired sessions and auto-close old wrap-ups, from the checkpoint to now.
@@ -158,6 +168,7 @@ class TimeLimitEnforcer:
                     report.capacity_released += 1
                 report.max_lateness_seconds = max(report.max_lateness_seconds, lateness)
         self._check_capacity(report)
+        self._flush_events(report)
         checkpoint = bucket_before(lowest_pending, CHECKPOINT_MARGIN_MINUTES)
         if checkpoint > report.first_bucket:
             self.store.set_checkpoint(checkpoint)
@@ -204,6 +215,15 @@ class TimeLimitEnforcer:
         only goes on to closed, closed is terminal: tests/unit/test_domain_properties.py),
         so no writer re-creates them.
         """
+        try:
+            recorded = iter(
+                self.writer.stage_outcomes([v for _, v in chunk if isinstance(v, Expiry)])
+            )
+        except Exception:
+            # Neither the outbox queue nor Table storage took the events: write nothing.
+            logger.exception("Could not stage the events of the timer's outcomes")
+            return [(row, FAILED) for row, _ in chunk], True, []
+        chunk = [(row, next(recorded) if isinstance(v, Expiry) else v) for row, v in chunk]
         created = self.writer.create_due_rows(
             verdict for _, verdict in chunk if isinstance(verdict, Expiry)
         )
@@ -241,6 +261,22 @@ class TimeLimitEnforcer:
         )
         report.capacity_checked = len(pairs) - len(failed)
         report.capacity_check_errors = len(failed)
+
+    def _flush_events(self, report: EnforcementReport) -> None:
+        """Send the events staged as outbox notes while the outbox queue was down (after this
+        run's own outcomes, so their notes are judged against them). Never raises."""
+        if self.relay is None:
+            return
+        try:
+            flushed = self.relay.flush_notes()
+        except Exception:
+            logger.exception("Could not flush the outbox notes")
+            report.event_errors += 1
+            return
+        report.events_sent = flushed.sent
+        report.events_dropped = flushed.dropped + flushed.forgotten
+        report.events_waiting = flushed.waiting
+        report.events_deferred = flushed.deferred
 
     def _check_capacity_row(self, pair: tuple[str, str]) -> bool:
         """The agent's row for the conversation exists iff the conversation holds the agent."""

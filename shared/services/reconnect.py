@@ -13,6 +13,7 @@ from shared.domain import conversation as domain
 from shared.domain.auth import bearer_token, customer_id_from_token
 from shared.domain.conversation import Conversation
 from shared.domain.errors import LinkUnavailable, NotAnAuthenticatedWidget
+from shared.domain.events import Via
 from shared.domain.links import parse_reconnect_id
 from shared.domain.settings import WidgetSettings
 from shared.services.context import ConversationCases
@@ -116,7 +117,7 @@ class ReconnectUseCases(ConversationCases):
             if found is None:
                 return None
             ended = domain.decline(found.value, self.clock())
-            return None if self.writer.write(found, ended) else AGAIN
+            return None if self.writer.write(found, ended, Via.WIDGET) else AGAIN
 
         retry_lost_races(attempt, CHANGING_TOO_FAST)
 

@@ -8,26 +8,33 @@ leaves nothing the timer cannot find or repair:
    the capacity row agree with the conversation, whatever happens next);
 2. the index rows the new state needs (its due row, its capacity row, its customer row),
    so a crash never hides the conversation from the timer or the prompt;
-3. the conditional write of the conversation (ETag or insert): the commit point;
+3. the change's integration event staged (shared.services.outbox), then the conditional
+   write of the conversation (ETag or insert): the commit point. The write records the
+   change's `sequence` and id, so the relay sends a staged event only for a stored change;
 4. the due-row snapshot (best effort: it only saves the timer a read);
 5. the index rows the old state had and the new one no longer needs, removed.
 
-A lost race (step 3 fails) drops the capacity row step 2 wrote for the loser unless the
-winner holds it too, and tells the caller to decide again on the winner's state; the
-bounded retry around it is `shared.services.retry`.
+A lost race (step 3 fails) deletes the loser's staged event (best effort: the relay would
+drop it), drops the capacity row step 2 wrote for the loser unless the winner holds it too,
+and tells the caller to decide again on the winner's state; the bounded retry around it is
+`shared.services.retry`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.domain import conversation as domain
 from shared.domain.conversation import Conversation, State
 from shared.domain.errors import UnknownConversation
+from shared.domain.events import Happened, Via, record_change, what_happened
 from shared.services.clock import Clock
+from shared.services.outbox import NOTHING_STAGED, EventOutbox, Staged
 from shared.services.retry import AGAIN, Retry, retry_lost_races
 from shared.storage.entities import CapacityCheck, DueRow, Versioned, due_bucket
 from shared.storage.store import TableStore
@@ -56,10 +63,19 @@ class ConversationWriter:
     """Every write of a conversation and of its index rows, in the order that makes a
     crash safe (see the module's docstring)."""
 
-    def __init__(self, store: TableStore, *, auto_close_after: timedelta, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: TableStore,
+        *,
+        auto_close_after: timedelta,
+        clock: Clock,
+        outbox: EventOutbox | None = None,
+    ) -> None:
         self.store = store
         self.auto_close_after = auto_close_after
         self.clock = clock
+        # None: integration events are off (sequence and change ids are kept all the same).
+        self.outbox = outbox
 
     # --- reading before a change --------------------------------------------------------
 
@@ -73,14 +89,17 @@ class ConversationWriter:
     # --- one change at a time (requests) ------------------------------------------------
 
     def mutate(
-        self, conversation_id: str, decide: Callable[[Conversation], Conversation]
+        self,
+        conversation_id: str,
+        decide: Callable[[Conversation], Conversation],
+        via: Via = Via.PLATFORM,
     ) -> Conversation:
         """Read, decide, write conditionally; on a lost race decide again on the winner's state."""
 
         def attempt() -> Conversation | Retry:
             found = self.read(conversation_id)
             changed = decide(found.value)
-            if changed is found.value or self.write(found, changed):
+            if changed is found.value or self.write(found, changed, via):
                 return changed
             return AGAIN
 
@@ -89,22 +108,28 @@ class ConversationWriter:
     def insert(self, created: Conversation) -> bool:
         """Store a new conversation with the index rows it needs; False if one with its id
         was stored meanwhile (the caller compares with that one)."""
+        created, staged = self._record_and_stage(None, created, Via.PLATFORM)
         self._note_capacity_change(None, created)
         self._prepare_indexes(None, created)
         try:
             self.store.insert_conversation(created)
         except ConcurrencyConflict:
+            self._withdraw(staged)
             return False
         return True
 
-    def write(self, found: Versioned[Conversation], changed: Conversation) -> bool:
+    def write(
+        self, found: Versioned[Conversation], changed: Conversation, via: Via = Via.PLATFORM
+    ) -> bool:
         """Write `changed` over `found` if nobody else wrote first, keeping indexes in step."""
         before = found.value
+        changed, staged = self._record_and_stage(before, changed, via)
         self._note_capacity_change(before, changed)
         self._prepare_indexes(before, changed)
         try:
             etag = self.store.replace_conversation(changed, found.etag)
         except ConcurrencyConflict:
+            self._withdraw(staged)
             self._drop_losers_capacity(before, changed)
             return False
         self._snapshot_due(before, changed, etag)
@@ -118,11 +143,14 @@ class ConversationWriter:
         and the customer (so capacity and customer rows stay as they are, and no capacity
         note is due), and a connected customer has no due time, so there is no due row to
         write or snapshot. The deadline's old due row stays; the timer finds it stale and
-        drops it. `tests/unit/test_domain_properties.py` pins that claim on the domain.
+        drops it. `tests/unit/test_domain_properties.py` pins that claim on the domain. Its
+        event is staged like any other change's: one request more (contract §5).
         """
+        continued, staged = self._record_and_stage(found.value, continued, Via.WIDGET)
         try:
             self.store.replace_conversation(continued, found.etag)
         except ConcurrencyConflict:
+            self._withdraw(staged)
             return False
         return True
 
@@ -145,15 +173,35 @@ class ConversationWriter:
             logger.exception("Could not write the timer's new due rows in batches")
             return {}
 
+    def stage_outcomes(self, expiries: Sequence[Expiry]) -> list[Expiry]:
+        """Step 3's staging for a batch of the timer's outcomes: each recorded as its
+        conversation's next change, and all their events staged together (as few outbox
+        messages as their size needs), before any is written. An outcome that then loses
+        its race leaves its event to the relay, which drops it."""
+        recorded = [
+            dataclasses.replace(
+                expiry,
+                outcome=record_change(expiry.found.value, expiry.outcome, new_change_id()),
+            )
+            for expiry in expiries
+        ]
+        changes = []
+        for expiry in recorded:
+            happened = what_happened(expiry.found.value, expiry.outcome, Via.TIMER)
+            if happened is not None:
+                changes.append((expiry.outcome, happened))
+        self._stage(changes)
+        return recorded
+
     def due_key(self, outcome: Expiry) -> tuple[str, str] | None:
         """(bucket, conversationId) of the due row an outcome needs, or None."""
         due = domain.due_at(outcome.outcome, self.auto_close_after)
         return None if due is None else (due_bucket(due), outcome.outcome.conversation_id)
 
     def write_outcome(self, outcome: Expiry) -> bool:
-        """Step 3 and the customer row of step 5 for one timer outcome, if the conversation is
-        unchanged since read; the capacity rows it releases are removed in batches later
-        (`release`)."""
+        """Step 3 and the customer row of step 5 for one timer outcome staged by
+        `stage_outcomes`, if the conversation is unchanged since read; the capacity rows it
+        releases are removed in batches later (`release`)."""
         try:
             self.store.replace_conversation(outcome.outcome, outcome.found.etag)
         except ConcurrencyConflict:
@@ -162,11 +210,16 @@ class ConversationWriter:
         return True
 
     def write_outcome_alone(self, outcome: Expiry) -> bool:
-        """Steps 2 and 3 for one outcome whose due row no batch created (the careful path)."""
+        """Steps 2 and 3 for one outcome not staged or prepared in a batch (the careful path)."""
+        recorded, staged = self._record_and_stage(outcome.found.value, outcome.outcome, Via.TIMER)
+        outcome = dataclasses.replace(outcome, outcome=recorded)
         due = domain.due_at(outcome.outcome, self.auto_close_after)
         if due is not None and due != domain.due_at(outcome.found.value, self.auto_close_after):
             self.store.put_due(due, outcome.outcome.conversation_id)
-        return self.write_outcome(outcome)
+        if self.write_outcome(outcome):
+            return True
+        self._withdraw(staged)
+        return False
 
     def drop_unused_due_row(self, key: tuple[str, str], etag: str) -> None:
         """Undo step 2 for an outcome not written: drop the row a batch created for it,
@@ -199,6 +252,26 @@ class ConversationWriter:
         self.store.delete_capacity_checks(checks)
 
     # --- the steps ----------------------------------------------------------------------
+
+    def _record_and_stage(
+        self, before: Conversation | None, after: Conversation, via: Via
+    ) -> tuple[Conversation, Staged]:
+        """`after` as the next stored change of `before`, its event staged; unchanged (and
+        nothing staged) when the platform would see no change (an eventId merely recorded)."""
+        happened = what_happened(before, after, via)
+        if happened is None:
+            return after, NOTHING_STAGED
+        recorded = record_change(before, after, new_change_id())
+        return recorded, self._stage([(recorded, happened)])
+
+    def _stage(self, changes: Sequence[tuple[Conversation, Happened]]) -> Staged:
+        if self.outbox is None or not changes:
+            return NOTHING_STAGED
+        return self.outbox.stage(changes)
+
+    def _withdraw(self, staged: Staged) -> None:
+        if self.outbox is not None and staged.receipts:
+            self.outbox.withdraw(staged)
 
     def _drop_losers_capacity(self, before: Conversation, changed: Conversation) -> None:
         # The winner may not hold this agent: drop the capacity row written for us,
@@ -273,6 +346,11 @@ class ConversationWriter:
         """Closing deletes the customer row: a closed conversation is never offered again."""
         if after.state is State.CLOSED and before.state is not State.CLOSED:
             self.store.delete_customer(after)
+
+
+def new_change_id() -> str:
+    """A change's (and its event's) id: 16 random bytes, unpadded base64url (22 characters)."""
+    return secrets.token_urlsafe(16)
 
 
 def _newly_holds(before: Conversation | None, after: Conversation) -> bool:

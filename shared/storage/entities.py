@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from shared.domain.conversation import Conversation, EndReason, State
 from shared.domain.errors import FieldProblem, TooLargeToStore
+from shared.domain.events import FIRST_SEQUENCE
 from shared.domain.settings import Authentication, PublicKey, WidgetSettings
 from shared.storage import table_wire
 
@@ -51,6 +52,7 @@ class Versioned(Generic[T]):
 
 
 def _utc(value: Any) -> datetime | None:
+    """A stored time (or None) as a plain aware UTC datetime."""
     if value is None:
         return None
     moment: datetime = value
@@ -64,6 +66,13 @@ def _utc(value: Any) -> datetime | None:
         moment.microsecond,
         tzinfo=UTC,
     )
+
+
+def utc(value: Any) -> datetime:
+    """A stored time as a plain aware UTC datetime."""
+    moment = _utc(value)
+    assert moment is not None
+    return moment
 
 
 def utf16_units(text: str) -> int:
@@ -164,6 +173,10 @@ def conversation_to_entity(conversation: Conversation) -> dict[str, Any]:
             "eventIds": _json_property(list(conversation.event_ids), "eventId")
             if conversation.event_ids
             else None,
+            "sequence": conversation.sequence,
+            "changeIds": _json_property(list(conversation.change_ids), "changeIds")
+            if conversation.change_ids
+            else None,
         }
     )
 
@@ -190,6 +203,9 @@ def conversation_from_entity(entity: dict[str, Any]) -> Conversation:
         updated_at=updated_at,
         event_ids=tuple(json.loads(entity["eventIds"])) if entity.get("eventIds") else (),
         disconnected_from=entity.get("disconnectedFrom"),
+        # Conversations stored before events existed have neither: registered, sequence 1.
+        sequence=int(entity.get("sequence", FIRST_SEQUENCE)),
+        change_ids=tuple(json.loads(entity["changeIds"])) if entity.get("changeIds") else (),
     )
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from shared.storage.conversations import ConversationTable
 from shared.storage.indexes import IndexTables
+from shared.storage.outbox import OutboxNoteTable
 from shared.storage.widgets import WidgetTable
 
 
-class TableStore(WidgetTable, ConversationTable, IndexTables):
-    """All storage the app uses: widgets, conversations and their index rows."""
+class TableStore(WidgetTable, ConversationTable, IndexTables, OutboxNoteTable):
+    """All storage the app uses: widgets, conversations, their index rows and outbox notes."""

@@ -28,7 +28,15 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TABLE_NAMES = ("widgets", "conversations", "due", "customers", "capacity", "enforcer")
+TABLE_NAMES = (
+    "widgets",
+    "conversations",
+    "due",
+    "customers",
+    "capacity",
+    "enforcer",
+    "outbox",
+)
 # Rows found already gone (or changed since read) that a delete transaction is re-sent
 # without, before the rest of its rows are deleted one by one.
 MISSING_ROWS_RESENT = 3

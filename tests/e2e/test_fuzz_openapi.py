@@ -61,7 +61,7 @@ PROBLEM = "application/problem+json"
 OPERATION_IDS = sorted(
     {operation.name for operation in OPERATIONS}
     | {function.get_function_name() for function in fresh_function_app().get_functions()}
-    - {"enforce_time_limits"}
+    - {"enforce_time_limits", "relay_events"}  # the timer and the event relay: no HTTP
 )
 
 ISSUER = "https://login.contoso.example/"

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from shared.api.problems import problem_for
 from shared.domain.conversation import Conversation, State
 from shared.domain.errors import StorageRefused, TooLargeToStore
+from shared.domain.events import CHANGE_ID_MEMORY
 from shared.domain.settings import WidgetSettings
 from shared.services.app import App
 from shared.storage.tables import TABLE_NAMES, refusal
@@ -224,8 +225,8 @@ def test_a_non_ascii_issuer_with_ten_keys_is_stored(api: httpx.Client, pem: str)
 def test_the_largest_conversation_and_its_index_rows_fit_azure(
     api: httpx.Client, service: App, pem: str
 ) -> None:
-    """Longest ids, a customer, 64 remembered eventIds of the costliest characters, every
-    optional property set, and the due row's snapshot of all that."""
+    """Longest ids, a customer, 64 remembered eventIds of the costliest characters, a full
+    ring of change ids, every optional property set, and the due row's snapshot of all that."""
     widget_id, conversation_id, agent_id = "W" * 128, "C" * 128, "A" * 128
     body = worst_widget(pem, 32 * KIB)
     assert send_json(api, "PUT", f"/manage/widgets/{widget_id}", body).status_code == 201
@@ -237,6 +238,10 @@ def test_the_largest_conversation_and_its_index_rows_fit_azure(
     for number in range(64):
         event = {"type": "customer_reconnected", "eventId": worst_event_id(number)}
         assert send_json(api, "POST", events, event).status_code == 200, number
+    # A full ring of change ids (each revoke is a stored change) on top.
+    for _ in range(CHANGE_ID_MEMORY):
+        revoke = f"/conversations/{conversation_id}/reconnect-link/revoke"
+        assert api.post(revoke).status_code == 200
     # The due row's snapshot is taken with a full memory of eventIds.
     event = {"type": "customer_disconnected", "eventId": worst_event_id(64)}
     assert send_json(api, "POST", events, event).status_code == 200
@@ -245,8 +250,11 @@ def test_the_largest_conversation_and_its_index_rows_fit_azure(
     assert len(json.loads(conversation["eventIds"])) == 64
     assert utf16_bytes(conversation["eventIds"]) // 2 == 16_577  # the figure in domain.py
     assert {"disconnectedAt", "reconnectDeadline", "disconnectedFrom"} <= set(conversation)
+    assert len(json.loads(conversation["changeIds"])) == CHANGE_ID_MEMORY
+    assert conversation["sequence"] == CHANGE_ID_MEMORY + 2
     (due,) = entities["due"]
     assert due["eventIds"] == conversation["eventIds"]
+    assert due["changeIds"] == conversation["changeIds"]
     assert all(entities[table] for table in ("customers", "capacity", "enforcer"))
     # Into wrap_up: end reason and wrap-up time on top, and a new snapshot.
     event = {"type": "agent_ended", "eventId": worst_event_id(65)}

@@ -88,6 +88,7 @@ def test_function_app_registers_exactly_these_blueprints() -> None:
         "widget.bp",
         "omnichannel.bp",
         "timers.bp",
+        "events.bp",
     ]
 
 
@@ -148,7 +149,7 @@ def test_every_http_function_answers_through_an_http_output(
 
 
 def test_function_names_are_unique_and_valid(metadata: dict[str, dict[str, Any]]) -> None:
-    assert len(metadata) == len(EXPECTED_HTTP) + 1
+    assert len(metadata) == len(EXPECTED_HTTP) + 2
     for name in metadata:
         assert name.isidentifier(), name
 
@@ -165,10 +166,25 @@ def test_timer_enforce_time_limits(metadata: dict[str, dict[str, Any]]) -> None:
     assert timer["name"] == "timer"
 
 
-def test_timer_is_the_only_non_http_function(metadata: dict[str, dict[str, Any]]) -> None:
+def test_the_event_relay_is_triggered_by_the_outbox_queue(
+    metadata: dict[str, dict[str, Any]],
+) -> None:
+    bindings = metadata["relay_events"]["bindings"]
+    assert len(bindings) == 1
+    trigger = bindings[0]
+    assert trigger["type"] == "queueTrigger"
+    assert trigger["direction"] == "IN"
+    assert trigger["queueName"] == "%EVENTS_OUTBOX_QUEUE%"
+    assert trigger["connection"] == "AzureWebJobsStorage"
+    assert trigger["name"] == "message"
+
+
+def test_the_timer_and_the_relay_are_the_only_non_http_functions(
+    metadata: dict[str, dict[str, Any]],
+) -> None:
     non_http = [
         name
         for name, document in metadata.items()
         if not any(binding["type"] == "httpTrigger" for binding in document["bindings"])
     ]
-    assert non_http == ["enforce_time_limits"]
+    assert sorted(non_http) == ["enforce_time_limits", "relay_events"]

@@ -1,7 +1,8 @@
 """What a reconnect costs in Table storage requests, counted in the SDK's own pipeline.
 
 ARCHITECTURE "Storage design": a reconnect costs one read and one conditional write of the
-conversation entity. Widget settings reads are a separate cost, reported in the messages.
+conversation entity, and (integration events, contract §5) one request to stage its event
+in the outbox queue. Widget settings reads are a separate cost, reported in the messages.
 
 How requests are counted: `per_call_policies` given to `TableServiceClient` never see a
 table request (checked: not even create_table), because `get_table_client` builds each
@@ -13,6 +14,7 @@ client is built with `retry_total=0`: every attempt is a call, none hidden or do
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -24,10 +26,11 @@ import httpx
 import pytest
 from azure.core.pipeline import PipelineRequest
 
-from local.azurite import Azurite
+from local.azurite import Azurite, AzuriteQueue
 from shared.services.app import App
 from shared.wiring import set_service
 from tests.conftest import FakeClock, make_service
+from tests.integration.events import test_queues
 
 WIDGET = "w"
 LIMIT_MINUTES = 10
@@ -73,11 +76,16 @@ class RequestLog:
             self._calls.append((http.method, urlsplit(http.url).path, http.headers.get("If-Match")))
 
     def take(self, table_names: list[str], prefix_length: int) -> list[Call]:
-        """The calls since the last take, with table names stripped of the test's prefix."""
+        """The calls since the last take, with table names stripped of the test's prefix
+        (queue requests: `<queue without prefix>/messages[/<id>]` as the table)."""
         with self._lock:
             raw, self._calls = self._calls, []
         calls = []
         for method, path, if_match in raw:
+            if "/messages" in path:
+                queue_path = path.split("/", 2)[2]  # after /<account>/
+                calls.append(Call(method, queue_path.split("-", 1)[1], "", if_match))
+                continue
             segment = unquote(path.rstrip("/").rsplit("/", 1)[-1])
             table, _, resource = segment.partition("(")
             if table in table_names:
@@ -91,6 +99,16 @@ class Counted:
     service: App
     log: RequestLog
     api: httpx.Client
+    queue_log: RequestLog
+
+    def queue_calls(self) -> list[str]:
+        """`METHOD queue/resource` of every queue request since the last take, the test's
+        queue prefix stripped (`POST outbox/messages`: a staged event)."""
+        calls = []
+        for call in self.queue_log.take([], 0):
+            path = call.table if not call.resource else f"{call.table}({call.resource})"
+            calls.append(f"{call.method} {path}")
+        return calls
 
     def take(self) -> list[Call]:
         names = self.service.store.table_names
@@ -99,14 +117,28 @@ class Counted:
 
 
 @pytest.fixture
-def counted(azurite: Azurite, clock: FakeClock, host_url: str) -> Iterator[Counted]:
-    """The app's service on fresh tables, its every storage request recorded."""
-    log = RequestLog()
-    service = make_service(azurite.connection_string, clock, raw_request_hook=log, retry_total=0)
+def counted(
+    azurite: Azurite, azurite_queue: AzuriteQueue, clock: FakeClock, host_url: str
+) -> Iterator[Counted]:
+    """The app's service on fresh tables and queues (integration events on), its every
+    storage request recorded (queue requests apart)."""
+    with _counted(azurite, azurite_queue, clock, host_url, events=True) as counted:
+        yield counted
+
+
+@contextlib.contextmanager
+def _counted(
+    azurite: Azurite, azurite_queue: AzuriteQueue, clock: FakeClock, host_url: str, events: bool
+) -> Iterator[Counted]:
+    log, queue_log = RequestLog(), RequestLog()
+    queues = test_queues(azurite_queue, raw_request_hook=queue_log) if events else None
+    service = make_service(
+        azurite.connection_string, clock, events=queues, raw_request_hook=log, retry_total=0
+    )
     set_service(service)
     try:
         with httpx.Client(base_url=host_url + "/api", timeout=30) as api:
-            yield Counted(service, log, api)
+            yield Counted(service, log, api, queue_log)
     finally:
         set_service(None)
 
@@ -133,6 +165,7 @@ def _disconnected(counted: Counted, conversation_id: str = "c1") -> str:
     )
     assert response.status_code == 200, response.text
     counted.take()  # setup costs are not measured
+    counted.queue_calls()
     return parse_qs(urlsplit(response.json()["reconnectUrl"]).query)["oc.reconnectid"][0]
 
 
@@ -201,6 +234,8 @@ def test_continuing_costs_one_read_and_one_conditional_write_of_the_conversation
     assert len(_of(calls, "widgets")) <= 1, message
     other_writes = [c for c in calls if c.table != "conversations" and c.method in WRITE_METHODS]
     assert not other_writes, f"a reconnect needs no index upkeep here: {message}"
+    # Integration events: one request more, the staging of its event (contract §5).
+    assert counted.queue_calls() == ["POST outbox/messages"], message
 
 
 def test_resolving_and_continuing_together_stay_within_two_reads_and_one_write(
@@ -227,6 +262,7 @@ def test_a_repeated_continue_reads_once_and_writes_nothing(counted: Counted) -> 
     reconnect_id = _disconnected(counted)
     assert counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}").status_code == 200
     counted.take()
+    assert counted.queue_calls() == ["POST outbox/messages"]  # the first continue's event
 
     response = counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
 
@@ -236,6 +272,7 @@ def test_a_repeated_continue_reads_once_and_writes_nothing(counted: Counted) -> 
         ("GET", "conversations")
     ], _summary(calls)
     assert all(call.is_read for call in calls), _summary(calls)
+    assert counted.queue_calls() == [], "a repeated continue stages no event"
 
 
 @pytest.mark.parametrize(
@@ -270,3 +307,48 @@ def test_the_timer_is_not_involved_in_a_continue(counted: Counted, clock: FakeCl
     calls = counted.take()
     assert not _of(calls, "due"), _summary(calls)
     assert not _of(calls, "enforcer"), _summary(calls)
+
+
+EVENTS = "/conversations/p1/events"
+# (what, request) of the platform's changes, in an order in which each applies.
+PLATFORM_CHANGES: list[tuple[str, str, str, dict[str, Any] | None]] = [
+    ("register (open)", "PUT", "/conversations/p1", {"widgetId": WIDGET}),
+    ("agent_assigned", "POST", EVENTS, {"type": "agent_assigned", "agentId": "a"}),
+    ("customer_disconnected", "POST", EVENTS, {"type": "customer_disconnected"}),
+    ("customer_reconnected", "POST", EVENTS, {"type": "customer_reconnected"}),
+    ("revoke", "POST", "/conversations/p1/reconnect-link/revoke", None),
+    ("agent_closed (active)", "POST", EVENTS, {"type": "agent_closed"}),
+    ("customer_ended (open)", "POST", EVENTS, {"type": "customer_ended"}),
+    ("register (active)", "PUT", "/conversations/p2", {"widgetId": WIDGET, "agentId": "a"}),
+    ("agent_ended", "POST", "/conversations/p2/events", {"type": "agent_ended"}),
+    ("agent_closed (wrap_up)", "POST", "/conversations/p2/events", {"type": "agent_closed"}),
+]  # fmt: skip
+
+
+def _platform_costs(counted: Counted) -> list[tuple[str, int, list[str]]]:
+    """(change, table requests, queue requests) of each platform change."""
+    _disconnected(counted)
+    costs = []
+    for what, method, path, body in PLATFORM_CHANGES:
+        counted.take()
+        counted.queue_calls()
+        answer = counted.api.request(method, path, json=body)
+        assert answer.status_code in (200, 201), (what, answer.text)
+        costs.append((what, len(counted.take()), counted.queue_calls()))
+    return costs
+
+
+def test_each_platform_change_costs_one_staging_request_more_with_events_on(
+    azurite: Azurite, azurite_queue: AzuriteQueue, clock: FakeClock, host_url: str
+) -> None:
+    """Before/after integration events: the same Table requests, plus one queue request."""
+    with _counted(azurite, azurite_queue, clock, host_url, events=False) as counted:
+        off = _platform_costs(counted)
+    with _counted(azurite, azurite_queue, clock, host_url, events=True) as counted:
+        on = _platform_costs(counted)
+    print("\nchange: table requests events off -> on, queue requests on")
+    for (what, tables_off, queue_off), (_, tables_on, queue_on) in zip(off, on, strict=True):
+        print(f"  {what}: {tables_off} -> {tables_on}, {queue_on}")
+        assert queue_off == []
+        assert queue_on == ["POST outbox/messages"], what
+        assert tables_on == tables_off, what

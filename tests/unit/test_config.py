@@ -221,3 +221,24 @@ def test_wrap_up_auto_close_minutes_has_a_documented_maximum() -> None:
         with pytest.raises(ConfigError, match="WRAP_UP_AUTO_CLOSE_MINUTES must be at most"):
             load_settings({"WRAP_UP_AUTO_CLOSE_MINUTES": value})
     assert f"at most {MAX_WRAP_UP_AUTO_CLOSE_MINUTES}" in (ROOT / "README.md").read_text()
+
+
+def test_integration_events_default_to_the_documented_queues() -> None:
+    settings = load_settings({})
+    assert settings.events_queue == "conversation-events"
+    assert settings.events_outbox_queue == "conversation-events-outbox"
+    assert settings.events_source == "/chat-reconnect"
+    assert settings.queues_connection_string == "UseDevelopmentStorage=true"
+    assert settings.queues_endpoint is None
+
+
+def test_an_empty_events_queue_turns_events_off() -> None:
+    assert load_settings({"EVENTS_QUEUE": ""}).events_queue is None
+
+
+@pytest.mark.parametrize("name", ["EVENTS_QUEUE", "EVENTS_OUTBOX_QUEUE"])
+@pytest.mark.parametrize("value", ["ab", "Events", "a--b", "-ab", "ab-", "a_b", "a" * 64])
+def test_a_bad_queue_name_is_a_config_error(name: str, value: str) -> None:
+    """A name Azure would refuse fails closed at start-up, like a bad signing key."""
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})

@@ -34,6 +34,7 @@ from shared.domain.conversation import (
     remember_event,
 )
 from shared.domain.errors import InvalidTransition
+from shared.domain.events import Via, what_happened
 from shared.domain.settings import WidgetSettings
 
 T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
@@ -267,6 +268,11 @@ def check_step(before: Model, after: Model, now: datetime) -> None:
     if b.reconnect_deadline is not None and a.reconnect_deadline is not None:
         assert a.reconnect_deadline == b.reconnect_deadline
         assert a.disconnected_at == b.disconnected_at
+    # Every change the platform can see names its integration event (contract §5); the
+    # rest (an eventId merely remembered) names none. what_happened raises on a change
+    # the contract has no event for.
+    happened = what_happened(b, a, Via.PLATFORM)
+    assert (happened is None) == (dataclasses.replace(a, event_ids=b.event_ids) == b)
     # Identity never changes.
     assert (a.conversation_id, a.widget_id, a.customer_key, a.created_at) == (
         b.conversation_id,

@@ -1,0 +1,61 @@
+"""The conversation as the contract shows it (`GET /api/conversations/{id}`), in one place:
+the HTTP answer and every integration event's `data` are shaped by `conversation_view`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+from shared.domain.conversation import Conversation, EndReason, State
+
+
+def format_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, to the second, as every time in the contract."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+UtcDateTime = Annotated[
+    datetime,
+    PlainSerializer(format_utc, return_type=str, when_used="json"),
+    Field(json_schema_extra={"format": "date-time"}),
+]
+
+
+class Model(BaseModel):
+    """Base of every contract model: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ConversationView(Model):
+    conversation_id: str
+    widget_id: str
+    state: State
+    agent_id: str | None
+    customer_connected: bool
+    disconnected_at: UtcDateTime | None
+    reconnect_deadline: UtcDateTime | None
+    end_reason: EndReason | None
+    reconnect_url: str | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+def conversation_view(conversation: Conversation, reconnect_url: str | None) -> ConversationView:
+    """The conversation as the platform sees it, with its current link (None while off)."""
+    return ConversationView(
+        conversation_id=conversation.conversation_id,
+        widget_id=conversation.widget_id,
+        state=conversation.state,
+        agent_id=conversation.agent_id,
+        customer_connected=conversation.customer_connected,
+        disconnected_at=conversation.disconnected_at,
+        reconnect_deadline=conversation.reconnect_deadline,
+        end_reason=conversation.end_reason,
+        reconnect_url=reconnect_url,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+    )
