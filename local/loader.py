@@ -40,6 +40,7 @@ DEFAULT_APP = "function_app:app"
 # Each entry names the module attribute holding the default.
 SETTING_DEFAULT_SOURCES: Mapping[str, tuple[str, str]] = {
     "RECONNECT_ENFORCE_SCHEDULE": ("shared.config", "DEFAULT_ENFORCE_SCHEDULE"),
+    "EVENTS_OUTBOX_QUEUE": ("shared.config", "DEFAULT_EVENTS_OUTBOX_QUEUE"),
 }
 
 logger = logging.getLogger(__name__)
