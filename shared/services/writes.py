@@ -99,9 +99,10 @@ class ConversationWriter:
         def attempt() -> Conversation | Retry:
             found = self.read(conversation_id)
             changed = decide(found.value)
-            if changed is found.value or self.write(found, changed, via):
+            if changed is found.value:
                 return changed
-            return AGAIN
+            stored = self._write(found, changed, via)
+            return AGAIN if stored is None else stored
 
         return retry_lost_races(attempt, CHANGING_TOO_FAST)
 
@@ -122,6 +123,12 @@ class ConversationWriter:
         self, found: Versioned[Conversation], changed: Conversation, via: Via = Via.PLATFORM
     ) -> bool:
         """Write `changed` over `found` if nobody else wrote first, keeping indexes in step."""
+        return self._write(found, changed, via) is not None
+
+    def _write(
+        self, found: Versioned[Conversation], changed: Conversation, via: Via
+    ) -> Conversation | None:
+        """`write`, answering the conversation as stored (None on a lost race)."""
         before = found.value
         changed, staged = self._record_and_stage(before, changed, via)
         self._note_capacity_change(before, changed)
@@ -131,10 +138,10 @@ class ConversationWriter:
         except ConcurrencyConflict:
             self._withdraw(staged)
             self._drop_losers_capacity(before, changed)
-            return False
+            return None
         self._snapshot_due(before, changed, etag)
         self._settle_indexes(before, changed)
-        return True
+        return changed
 
     def continue_in_place(self, found: Versioned[Conversation], continued: Conversation) -> bool:
         """The continue shortcut: one conditional write, no index step; False on a lost race.
