@@ -27,6 +27,7 @@ APP_SETTINGS: tuple[str, ...] = (
     # Set by App Service itself (never by us) while its built-in authentication is on.
     "WEBSITE_AUTH_ENABLED",
     "OMNICHANNEL_ORG_ID",
+    "WIDGET_SETTINGS_CACHE_SECONDS",
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -34,6 +35,9 @@ DEFAULT_ENFORCE_SCHEDULE = "*/30 * * * * *"
 DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES = 15
 # A week: generous for a wrap-up, and far from where date arithmetic overflows.
 MAX_WRAP_UP_AUTO_CLOSE_MINUTES = 7 * 24 * 60
+DEFAULT_WIDGET_SETTINGS_CACHE_SECONDS = 5
+# Omnichannel itself takes minutes to spread a widget change; longer would surprise admins.
+MAX_WIDGET_SETTINGS_CACHE_SECONDS = 300
 MIN_SIGNING_KEY_LENGTH = 32
 # What Azure hands the app instead of a secret when it cannot resolve a Key Vault reference:
 # the reference's own text, which anyone can rebuild from the app's host name.
@@ -61,6 +65,8 @@ class Settings:
     platform_auth_enabled: bool
     # The org id the Omnichannel chat SDK routes answer to; None turns those routes off.
     omnichannel_org_id: str | None = None
+    # How old a widget's settings may be when an instance uses them; 0: read on every request.
+    widget_settings_cache_seconds: int = DEFAULT_WIDGET_SETTINGS_CACHE_SECONDS
 
 
 def _signing_key(name: str, value: str | None) -> bytes | None:
@@ -88,6 +94,20 @@ def _minutes(name: str, value: str | None, default: int, maximum: int) -> int:
         raise ConfigError(f"{name} must be at least 1, got {number}")
     if number > maximum:
         raise ConfigError(f"{name} must be at most {maximum}, got {number}")
+    return number
+
+
+def _cache_seconds(name: str, value: str | None) -> int:
+    if value is None or value.strip() == "":
+        return DEFAULT_WIDGET_SETTINGS_CACHE_SECONDS
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of seconds, got {value!r}") from None
+    if not 0 <= number <= MAX_WIDGET_SETTINGS_CACHE_SECONDS:
+        raise ConfigError(
+            f"{name} must be from 0 to {MAX_WIDGET_SETTINGS_CACHE_SECONDS} seconds, got {number}"
+        )
     return number
 
 
@@ -123,6 +143,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         admin_required_role=(environ.get("ADMIN_REQUIRED_ROLE") or "").strip() or None,
         platform_auth_enabled=(environ.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
         omnichannel_org_id=(environ.get("OMNICHANNEL_ORG_ID") or "").strip() or None,
+        widget_settings_cache_seconds=_cache_seconds(
+            "WIDGET_SETTINGS_CACHE_SECONDS", environ.get("WIDGET_SETTINGS_CACHE_SECONDS")
+        ),
     )
 
 

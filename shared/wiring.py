@@ -92,6 +92,7 @@ def build_service(settings: Settings, table_prefix: str = "") -> App:
         store,
         signer,
         auto_close_after=timedelta(minutes=settings.wrap_up_auto_close_minutes),
+        widget_cache_max_age=timedelta(seconds=settings.widget_settings_cache_seconds),
     )
 
 

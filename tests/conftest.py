@@ -26,6 +26,7 @@ os.environ.setdefault("OMNICHANNEL_ORG_ID", "6a0e4a62-0b4e-4c35-8f7e-3f1c2f0b9c1
 
 from shared.domain.links import LinkSigner
 from shared.services.app import App
+from shared.services.widget_cache import DEFAULT_MAX_AGE
 from shared.storage.store import TableStore
 from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
 from tests.keys import new_rsa_key
@@ -111,9 +112,11 @@ def make_service(
     clock: Callable[[], datetime],
     *,
     auto_close_minutes: int = 15,
+    widget_cache_max_age: timedelta = DEFAULT_MAX_AGE,
     **client_options: Any,
 ) -> App:
-    """A service on fresh, uniquely prefixed tables of the given storage account."""
+    """A service on fresh, uniquely prefixed tables of the given storage account (widget
+    settings cached as in the app's default, unless told)."""
     options = {**STORAGE_CLIENT_OPTIONS, **client_options}
     client = TableServiceClient.from_connection_string(connection_string, **options)
     store = TableStore(client, table_prefix="t" + uuid.uuid4().hex[:12])
@@ -123,6 +126,7 @@ def make_service(
         LinkSigner(SIGNING_KEY),
         auto_close_after=timedelta(minutes=auto_close_minutes),
         clock=clock,
+        widget_cache_max_age=widget_cache_max_age,
     )
 
 

@@ -37,11 +37,14 @@ from shared.api.schemas import (
 )
 from shared.config import get_settings
 from shared.domain.errors import ChatReconnectError, UnknownResource
+from shared.domain.settings import WidgetSettings
 from shared.domain.urls import origin_of
 from shared.services.reconnect import CustomerSession
 from shared.wiring import get_service
 
 bp = blueprint()
+# An SDK route's handler: the request and the path's widget, read once by `_cors`.
+SdkHandler = Callable[[func.HttpRequest, WidgetSettings], func.HttpResponse]
 
 ANONYMOUS = func.AuthLevel.ANONYMOUS
 TAG = "Omnichannel chat SDK"
@@ -83,38 +86,43 @@ def _widget_id(req: func.HttpRequest) -> str:
     return path_id(req, "widgetId")
 
 
-def _session(req: func.HttpRequest) -> CustomerSession:
+def _session(req: func.HttpRequest, widget: WidgetSettings) -> CustomerSession:
     token = (req.headers.get(USER_TOKEN_HEADER) or "").strip()
     # Omnichannel takes the customer's JWT bare in its own header; the widget's use case
     # reads it as a bearer token.
     authorization = f"Bearer {token}" if token else None
-    return get_service().reconnect.customer_session(_widget_id(req), authorization)
+    return get_service().reconnect.session_for(widget, authorization)
 
 
-def _portal_origin(req: func.HttpRequest) -> str | None:
+def _widget(req: func.HttpRequest) -> WidgetSettings:
+    """The path's widget, read once per request (from the instance's settings cache)."""
+    return get_service().widgets.require(_widget_id(req))
+
+
+def _portal_origin(req: func.HttpRequest, widget: WidgetSettings | None) -> str | None:
     """The request's Origin when it is the widget's portal origin, else None."""
     origin = req.headers.get("origin")
-    if not origin:
+    portal_url = widget.portal_url if widget is not None else None
+    if not origin or not portal_url:
         return None
-    try:
-        portal_url = get_service().settings.get_widget(_widget_id(req)).value.portal_url
-    except ChatReconnectError:
-        return None
-    return origin if portal_url and origin_of(portal_url) == origin.lower() else None
+    return origin if origin_of(portal_url) == origin.lower() else None
 
 
-def _cors(handler: Handler) -> Handler:
-    """`handler`, with its answers (problems included) readable by the widget's portal page.
+def _cors(handler: SdkHandler) -> Handler:
+    """`handler`, given the path's widget, with its answers (problems included) readable by
+    the widget's portal page.
 
     In Azure the platform's CORS (infra: corsAllowedOrigins) answers instead, when set.
     """
 
     def run(req: func.HttpRequest) -> func.HttpResponse:
+        widget: WidgetSettings | None = None
         try:
-            response = handler(req)
+            widget = _widget(req)
+            response = handler(req, widget)
         except ChatReconnectError as error:
             response = problem_response(error)
-        origin = _portal_origin(req)
+        origin = _portal_origin(req, widget)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
@@ -129,7 +137,11 @@ def _preflight(name: str, route: str) -> None:
 
     def preflight(req: func.HttpRequest) -> func.HttpResponse:
         response = no_content()
-        origin = _portal_origin(req)
+        try:
+            widget: WidgetSettings | None = _widget(req)
+        except ChatReconnectError:
+            widget = None
+        origin = _portal_origin(req, widget)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Methods"] = "GET"
@@ -153,11 +165,11 @@ def _preflight(name: str, route: str) -> None:
     )(preflight)
 
 
-def _sdk_route(operation: Operation) -> Callable[[Handler], Handler]:
+def _sdk_route(operation: Operation) -> Callable[[SdkHandler], Handler]:
     """Register a GET of the SDK with CORS, and its preflight."""
     _preflight(operation.name + "_preflight", operation.route)
 
-    def decorator(handler: Handler) -> Handler:
+    def decorator(handler: SdkHandler) -> Handler:
         return endpoint(bp, operation)(_cors(handler))
 
     return decorator
@@ -178,9 +190,8 @@ def _sdk_route(operation: Operation) -> Callable[[Handler], Handler]:
         ),
     )
 )
-def live_chat_config(req: func.HttpRequest) -> func.HttpResponse:
+def live_chat_config(req: func.HttpRequest, widget: WidgetSettings) -> func.HttpResponse:
     """The widget's settings as Omnichannel's live chat config (LiveChatVersion 2)."""
-    widget = get_service().settings.get_widget(_widget_id(req)).value
     auth = None
     if widget.is_authenticated:
         # The SDK only checks that the settings exist; the page's getAuthToken supplies the
@@ -226,10 +237,10 @@ def live_chat_config(req: func.HttpRequest) -> func.HttpResponse:
         security=({}, TOKEN_SECURITY),
     )
 )
-def reconnect_availability(req: func.HttpRequest) -> func.HttpResponse:
+def reconnect_availability(req: func.HttpRequest, widget: WidgetSettings) -> func.HttpResponse:
     """A link's availability, exactly as the widget's reconnect context decides it."""
     reconnect_id = str(req.route_params.get("reconnectId", ""))
-    context = get_service().reconnect.reconnect_context(_session(req), reconnect_id)
+    context = get_service().reconnect.reconnect_context(_session(req, widget), reconnect_id)
     body = ReconnectAvailabilityView(
         reconnect_id=context.reconnect_id,
         is_reconnect_available=context.available,
@@ -258,9 +269,9 @@ def reconnect_availability(req: func.HttpRequest) -> func.HttpResponse:
         security=(TOKEN_SECURITY,),
     )
 )
-def reconnectable_chats(req: func.HttpRequest) -> func.HttpResponse:
+def reconnectable_chats(req: func.HttpRequest, widget: WidgetSettings) -> func.HttpResponse:
     """The widget's prompt, as Omnichannel's reconnect mapping record (204: nothing)."""
-    session = _session(req)
+    session = _session(req, widget)
     found = get_service().reconnect.reconnectable(session)
     if found is None:
         return no_content()

@@ -11,13 +11,15 @@ from shared.services.conversations import ConversationUseCases
 from shared.services.enforcement import TimeLimitEnforcer
 from shared.services.reconnect import ReconnectUseCases
 from shared.services.settings import WidgetSettingsUseCases
+from shared.services.widget_cache import DEFAULT_MAX_AGE, WidgetSettingsCache
 from shared.services.writes import ConversationWriter
 from shared.storage.store import TableStore
 
 
 class App:
     """The use cases of the four callers: `settings` (admin), `conversations` (platform),
-    `reconnect` (widget) and `timer`, sharing one ConversationWriter."""
+    `reconnect` (widget) and `timer`, sharing one ConversationWriter and one widget settings
+    cache (`widgets`, entries at most `widget_cache_max_age` old; zero: no cache)."""
 
     def __init__(
         self,
@@ -26,15 +28,17 @@ class App:
         *,
         auto_close_after: timedelta = timedelta(minutes=15),
         clock: Clock = utc_now,
+        widget_cache_max_age: timedelta = DEFAULT_MAX_AGE,
     ) -> None:
         self.store = store
         self.signer = signer
         self.auto_close_after = auto_close_after
         self.clock = clock
         self.writer = ConversationWriter(store, auto_close_after=auto_close_after, clock=clock)
-        self.settings = WidgetSettingsUseCases(store, clock)
-        self.conversations = ConversationUseCases(store, self.writer, signer, clock)
-        self.reconnect = ReconnectUseCases(store, self.writer, signer, clock)
+        self.widgets = WidgetSettingsCache(store, clock, widget_cache_max_age)
+        self.settings = WidgetSettingsUseCases(store, clock, self.widgets)
+        self.conversations = ConversationUseCases(store, self.writer, signer, clock, self.widgets)
+        self.reconnect = ReconnectUseCases(store, self.writer, signer, clock, self.widgets)
         self.timer = TimeLimitEnforcer(
             store, self.writer, auto_close_after=auto_close_after, clock=clock
         )
