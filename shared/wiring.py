@@ -8,9 +8,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
-from requests.utils import get_environ_proxies
 
 from shared.config import Settings, get_settings
 from shared.domain.links import LinkSigner
@@ -68,6 +66,11 @@ def storage_client_options(endpoint: str) -> dict[str, Any]:
     REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is kept, as `requests` would. Changing them means
     restarting the app, like every other setting.
     """
+    # Imported here, when the first request builds the service: `requests` is a fifth of a
+    # second of import that a cold start need not pay before the app is loaded.
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.utils import get_environ_proxies
+
     ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     # Timeouts and certificate checks belong to the transport: given a transport of its
     # own, the client ignores them among its options.

@@ -10,6 +10,7 @@ says how to point a page at this service and where the answers differ from Omnic
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
@@ -23,24 +24,21 @@ from shared.api.http import (
     no_content,
     path_id,
 )
+from shared.api.lazy import LazyModule
 from shared.api.problems import problem_response
-from shared.api.schemas import (
-    ChatWidgetLanguage,
-    DataMaskingInfo,
-    DataMaskingSetting,
-    LiveChatAuthSettings,
-    LiveChatConfigView,
-    LiveChatWidgetColumns,
-    Problem,
-    ReconnectableChatView,
-    ReconnectAvailabilityView,
-)
 from shared.config import get_settings
 from shared.domain.errors import ChatReconnectError, UnknownResource
 from shared.domain.settings import WidgetSettings
 from shared.domain.urls import origin_of
 from shared.services.reconnect import CustomerSession
 from shared.wiring import get_service
+
+if TYPE_CHECKING:
+    from shared.api import schemas
+else:
+    # The contract models are built on first use, not with the app (docs/performance.md).
+    schemas = LazyModule("shared.api.schemas")
+
 
 bp = blueprint()
 # An SDK route's handler: the request and the path's widget, read once by `_cors`.
@@ -63,6 +61,8 @@ SDK_HEADERS = (
     "Cache-Control",
     "X-Cache-Control",
 )
+
+
 PREFLIGHT_MAX_AGE_SECONDS = 600
 # Omnichannel's option-set values: a live (not persistent) chat, no voice or video.
 LIVE_CHAT_MODE = "192350000"
@@ -70,11 +70,11 @@ NO_CALLING = "192350000"
 ENGLISH_US = "1033"
 TOKEN_SECURITY: dict[str, list[str]] = {"authenticatedUserToken": []}
 
-_not_found = Answer(404, "Unknown organization or widget", Problem, True)
+_not_found = Answer(404, "Unknown organization or widget", "Problem", True)
 _common = (
-    Answer(400, "Bad widget id", Problem, True),
+    Answer(400, "Bad widget id", "Problem", True),
     _not_found,
-    Answer(503, "Storage unavailable", Problem, True),
+    Answer(503, "Storage unavailable", "Problem", True),
 )
 
 
@@ -183,7 +183,7 @@ def _sdk_route(operation: Operation) -> Callable[[SdkHandler], Handler]:
         auth_level=ANONYMOUS,
         summary="The live chat config the SDK's initialize() reads: reconnect on or off.",
         tag=TAG,
-        answers=(Answer(200, "The live chat config", LiveChatConfigView), *_common),
+        answers=(Answer(200, "The live chat config", "LiveChatConfigView"), *_common),
         query=(
             ("requestId", "The SDK's request id (ignored)", {"type": "string"}),
             ("channelId", "The SDK's channel, `lcw` (ignored)", {"type": "string"}),
@@ -196,14 +196,14 @@ def live_chat_config(req: func.HttpRequest, widget: WidgetSettings) -> func.Http
     if widget.is_authenticated:
         # The SDK only checks that the settings exist; the page's getAuthToken supplies the
         # token, so the Omnichannel-side fields stay empty.
-        auth = LiveChatAuthSettings(
+        auth = schemas.LiveChatAuthSettings(
             authentication_type="",
             javascript_client_function="",
             public_key_url="",
         )
-    body = LiveChatConfigView(
+    body = schemas.LiveChatConfigView(
         live_chat_version=2,
-        widget=LiveChatWidgetColumns(
+        widget=schemas.LiveChatWidgetColumns(
             widget_app_id=widget.widget_id,
             enable_chat_reconnect="true" if widget.reconnect_enabled else "false",
             conversation_mode=LIVE_CHAT_MODE,
@@ -212,9 +212,9 @@ def live_chat_config(req: func.HttpRequest, widget: WidgetSettings) -> func.Http
             attachments_for_agents="false",
             calling_options=NO_CALLING,
         ),
-        language=ChatWidgetLanguage(locale_id=ENGLISH_US),
-        data_masking=DataMaskingInfo(
-            setting=DataMaskingSetting(mask_for_customer=False), data_masking_rules={}
+        language=schemas.ChatWidgetLanguage(locale_id=ENGLISH_US),
+        data_masking=schemas.DataMaskingInfo(
+            setting=schemas.DataMaskingSetting(mask_for_customer=False), data_masking_rules={}
         ),
         auth_settings=auth,
     )
@@ -230,8 +230,13 @@ def live_chat_config(req: func.HttpRequest, widget: WidgetSettings) -> func.Http
         summary="Whether a reconnect link can be continued now (the widget's reconnect context).",
         tag=TAG,
         answers=(
-            Answer(200, "The link's availability", ReconnectAvailabilityView),
-            Answer(401, "Missing or invalid customer token (authenticated widgets)", Problem, True),
+            Answer(200, "The link's availability", "ReconnectAvailabilityView"),
+            Answer(
+                401,
+                "Missing or invalid customer token (authenticated widgets)",
+                "Problem",
+                True,
+            ),
             *_common,
         ),
         security=({}, TOKEN_SECURITY),
@@ -241,7 +246,7 @@ def reconnect_availability(req: func.HttpRequest, widget: WidgetSettings) -> fun
     """A link's availability, exactly as the widget's reconnect context decides it."""
     reconnect_id = str(req.route_params.get("reconnectId", ""))
     context = get_service().reconnect.reconnect_context(_session(req, widget), reconnect_id)
-    body = ReconnectAvailabilityView(
+    body = schemas.ReconnectAvailabilityView(
         reconnect_id=context.reconnect_id,
         is_reconnect_available=context.available,
         reconnect_redirection_url=context.redirect_url,
@@ -258,12 +263,12 @@ def reconnect_availability(req: func.HttpRequest, widget: WidgetSettings) -> fun
         summary="The authenticated customer's most recent conversation that can be continued.",
         tag=TAG,
         answers=(
-            Answer(200, "A previous session to offer", ReconnectableChatView),
+            Answer(200, "A previous session to offer", "ReconnectableChatView"),
             Answer(204, "Nothing to offer"),
-            Answer(401, "Missing or invalid customer token", Problem, True),
-            Answer(400, "Bad widget id", Problem, True),
-            Answer(404, "Unknown organization or widget, or not authenticated", Problem, True),
-            Answer(503, "Storage unavailable", Problem, True),
+            Answer(401, "Missing or invalid customer token", "Problem", True),
+            Answer(400, "Bad widget id", "Problem", True),
+            Answer(404, "Unknown organization or widget, or not authenticated", "Problem", True),
+            Answer(503, "Storage unavailable", "Problem", True),
         ),
         query=(("channelId", "The SDK's channel, `lcw` (ignored)", {"type": "string"}),),
         security=(TOKEN_SECURITY,),
@@ -275,7 +280,7 @@ def reconnectable_chats(req: func.HttpRequest, widget: WidgetSettings) -> func.H
     found = get_service().reconnect.reconnectable(session)
     if found is None:
         return no_content()
-    body = ReconnectableChatView(
+    body = schemas.ReconnectableChatView(
         reconnectid=found.reconnect_id,
         orgid=str(req.route_params["orgId"]),
         widgetappid=session.widget.widget_id,

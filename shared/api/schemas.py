@@ -19,13 +19,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from shared.api.ids import ID_PATTERN
 from shared.domain.auth import load_public_key
 from shared.domain.conversation import MAX_EVENT_ID_LENGTH, EndReason, EventType, State
 from shared.domain.errors import FieldProblem, InvalidInput
 from shared.domain.links import MAX_QUICK_REPLY_LENGTH
 from shared.domain.urls import check_url
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
@@ -60,10 +59,16 @@ UtcDateTime = Annotated[
 ]
 
 
+# Every model builds its validator and serializer on first use, not at import: building
+# all of them was a third of `import function_app`, paid by every cold start even when the
+# instance then serves only a few kinds of request (docs/performance.md).
+DEFER = ConfigDict(defer_build=True)
+
+
 class Model(BaseModel):
     """Base of every contract model: camelCase on the wire, snake_case in Python."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, **DEFER)
 
 
 class RequestModel(Model):
@@ -71,7 +76,7 @@ class RequestModel(Model):
 
     # Only the camelCase wire names are accepted: `time_limit_minutes` is an unknown member.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True
+        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True, **DEFER
     )
 
 
@@ -186,7 +191,9 @@ class ConversationView(Model):
 class EventBody(Model):
     """A lifecycle event; platforms may send more members, which are ignored."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, strict=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=False, strict=True, **DEFER
+    )
 
     type: EventType
     event_id: (
@@ -297,7 +304,7 @@ class Problem(Model):
 class OmnichannelModel(BaseModel):
     """A model whose wire names are Omnichannel's, spelled out field by field."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, **DEFER)
 
 
 class LiveChatWidgetColumns(OmnichannelModel):
