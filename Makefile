@@ -10,7 +10,7 @@ export FUNCTIONS_PORT ?= 7071
 export AZURITE_TABLE_PORT ?= 10002
 export AZURITE_QUEUE_PORT ?= 10001
 
-.PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep
+.PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep bench-coldstart
 
 dev: deps ## Start Azurite (tables, queues) and the local Functions host with the demo; Ctrl-C stops them.
 	$(BIN)/python -m local.dev
@@ -62,6 +62,12 @@ bench-load: deps
 # benchmarks/results/sweep.json. Not part of `make test`. `make bench-sweep ARGS=--quick`.
 bench-sweep: deps
 	$(BIN)/python -m benchmarks.sweep $(ARGS)
+
+# Cold start: `import function_app` against the bare SDK imports in fresh processes, and the
+# first request of each kind (own Azurite); writes benchmarks/results/coldstart.json.
+# `make bench-coldstart ARGS="--bytecode none"` compiles the app from source on every start.
+bench-coldstart: deps
+	$(BIN)/python -m benchmarks.coldstart $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mypy_cache .ruff_cache .pytest_cache .dev

@@ -44,6 +44,11 @@ param eventsSource string = '/chat-reconnect'
 @description('Minutes after which a conversation left in wrap-up is closed automatically (WRAP_UP_AUTO_CLOSE_MINUTES).')
 param wrapUpAutoCloseMinutes int = 15
 
+@minValue(0)
+@maxValue(300)
+@description('Seconds an instance may use widget settings it read; 0 reads them on every request (WIDGET_SETTINGS_CACHE_SECONDS).')
+param widgetSettingsCacheSeconds int = 5
+
 @minLength(1)
 @description('NCRONTAB schedule (six fields, seconds first) of the timer that enforces reconnect deadlines (RECONNECT_ENFORCE_SCHEDULE).')
 param enforceSchedule string = '*/30 * * * * *'
@@ -189,6 +194,7 @@ module api 'app/api.bicep' = {
     previousSigningKeyVersion: previousSigningKeyVersion
     corsAllowedOrigins: corsAllowedOrigins
     wrapUpAutoCloseMinutes: wrapUpAutoCloseMinutes
+    widgetSettingsCacheSeconds: widgetSettingsCacheSeconds
     enforceSchedule: enforceSchedule
     omnichannelOrgId: omnichannelOrgId
     eventsQueueName: eventsQueueName

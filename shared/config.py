@@ -32,6 +32,7 @@ APP_SETTINGS: tuple[str, ...] = (
     "EVENTS_OUTBOX_QUEUE",
     "QUEUES_CONNECTION_STRING",
     "QUEUES_ENDPOINT",
+    "WIDGET_SETTINGS_CACHE_SECONDS",
 )
 
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
@@ -44,6 +45,9 @@ DEFAULT_ENFORCE_SCHEDULE = "*/30 * * * * *"
 DEFAULT_WRAP_UP_AUTO_CLOSE_MINUTES = 15
 # A week: generous for a wrap-up, and far from where date arithmetic overflows.
 MAX_WRAP_UP_AUTO_CLOSE_MINUTES = 7 * 24 * 60
+DEFAULT_WIDGET_SETTINGS_CACHE_SECONDS = 5
+# Omnichannel itself takes minutes to spread a widget change; longer would surprise admins.
+MAX_WIDGET_SETTINGS_CACHE_SECONDS = 300
 MIN_SIGNING_KEY_LENGTH = 32
 # What Azure hands the app instead of a secret when it cannot resolve a Key Vault reference:
 # the reference's own text, which anyone can rebuild from the app's host name.
@@ -77,6 +81,8 @@ class Settings:
     events_source: str = DEFAULT_EVENTS_SOURCE
     queues_connection_string: str = DEFAULT_CONNECTION_STRING
     queues_endpoint: str | None = None
+    # How old a widget's settings may be when an instance uses them; 0: read on every request.
+    widget_settings_cache_seconds: int = DEFAULT_WIDGET_SETTINGS_CACHE_SECONDS
 
 
 def _signing_key(name: str, value: str | None) -> bytes | None:
@@ -114,6 +120,20 @@ def _queue_name(name: str, value: str) -> str:
             f"hyphens, starting and ending with a letter or digit; got {value!r}"
         )
     return value
+
+
+def _cache_seconds(name: str, value: str | None) -> int:
+    if value is None or value.strip() == "":
+        return DEFAULT_WIDGET_SETTINGS_CACHE_SECONDS
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of seconds, got {value!r}") from None
+    if not 0 <= number <= MAX_WIDGET_SETTINGS_CACHE_SECONDS:
+        raise ConfigError(
+            f"{name} must be from 0 to {MAX_WIDGET_SETTINGS_CACHE_SECONDS} seconds, got {number}"
+        )
+    return number
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -159,6 +179,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         queues_connection_string=environ.get("QUEUES_CONNECTION_STRING")
         or DEFAULT_CONNECTION_STRING,
         queues_endpoint=environ.get("QUEUES_ENDPOINT") or None,
+        widget_settings_cache_seconds=_cache_seconds(
+            "WIDGET_SETTINGS_CACHE_SECONDS", environ.get("WIDGET_SETTINGS_CACHE_SECONDS")
+        ),
     )
 
 

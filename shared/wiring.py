@@ -9,9 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient
-from requests.utils import get_environ_proxies
 
 from shared.config import Settings, get_settings
 from shared.domain.links import LinkSigner
@@ -152,6 +150,11 @@ def storage_client_options(endpoint: str, timeouts: dict[str, int] | None = None
     REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE is kept, as `requests` would. Changing them means
     restarting the app, like every other setting.
     """
+    # Imported here, when the first request builds the service: `requests` is a fifth of a
+    # second of import that a cold start need not pay before the app is loaded.
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.utils import get_environ_proxies
+
     ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     # Timeouts and certificate checks belong to the transport: given a transport of its
     # own, the client ignores them among its options.
@@ -177,6 +180,7 @@ def build_service(settings: Settings, table_prefix: str = "") -> App:
         signer,
         auto_close_after=timedelta(minutes=settings.wrap_up_auto_close_minutes),
         events=event_queues(settings),
+        widget_cache_max_age=timedelta(seconds=settings.widget_settings_cache_seconds),
     )
 
 

@@ -27,6 +27,7 @@ os.environ.setdefault("OMNICHANNEL_ORG_ID", "6a0e4a62-0b4e-4c35-8f7e-3f1c2f0b9c1
 from shared.domain.links import LinkSigner
 from shared.services.app import App
 from shared.services.outbox import EventQueues
+from shared.services.widget_cache import DEFAULT_MAX_AGE
 from shared.storage.store import TableStore
 from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
 from tests.keys import new_rsa_key
@@ -121,10 +122,12 @@ def make_service(
     *,
     auto_close_minutes: int = 15,
     events: EventQueues | None = None,
+    widget_cache_max_age: timedelta = DEFAULT_MAX_AGE,
     **client_options: Any,
 ) -> App:
-    """A service on fresh, uniquely prefixed tables of the given storage account; with
-    integration events when given their queues (tests/integration/events.py)."""
+    """A service on fresh, uniquely prefixed tables of the given storage account (widget
+    settings cached as in the app's default, unless told); with integration events when
+    given their queues (tests/integration/events.py)."""
     options = {**STORAGE_CLIENT_OPTIONS, **client_options}
     client = TableServiceClient.from_connection_string(connection_string, **options)
     store = TableStore(client, table_prefix="t" + uuid.uuid4().hex[:12])
@@ -135,6 +138,7 @@ def make_service(
         auto_close_after=timedelta(minutes=auto_close_minutes),
         clock=clock,
         events=events,
+        widget_cache_max_age=widget_cache_max_age,
     )
 
 

@@ -13,6 +13,7 @@ param signingKeySecretUri string
 param previousSigningKeyVersion string
 param corsAllowedOrigins array
 param wrapUpAutoCloseMinutes int
+param widgetSettingsCacheSeconds int
 param enforceSchedule string
 param omnichannelOrgId string
 // The integration events (main.bicep; docs/events.md).
@@ -58,6 +59,7 @@ var appSettings = {
   RECONNECT_SIGNING_KEY: '@Microsoft.KeyVault(SecretUri=${signingKeySecretUri})'
   RECONNECT_PREVIOUS_SIGNING_KEY: previousSigningKey
   WRAP_UP_AUTO_CLOSE_MINUTES: string(wrapUpAutoCloseMinutes)
+  WIDGET_SETTINGS_CACHE_SECONDS: string(widgetSettingsCacheSeconds)
   RECONNECT_ENFORCE_SCHEDULE: enforceSchedule
   // The admin routes trust App Service's forwarded principal only with this role (shared/api/admin_auth.py).
   ADMIN_REQUIRED_ROLE: adminSignIn ? adminAppRole : ''

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 from pydantic.alias_generators import to_camel
 
-from shared.api.schemas import ID_PATTERN, ConversationView
+from shared.api.ids import ID_PATTERN
 from shared.domain.conversation import State
-from shared.wire.conversations import UtcDateTime
+from shared.wire.conversations import ConversationView, UtcDateTime
 
 EVENT_TYPE_PREFIX = "chatreconnect.conversation."
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

@@ -11,20 +11,25 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import azure.functions as func
-from pydantic import BaseModel, ValidationError
 
 from shared.api.errors import BodyTooLarge, MalformedRequest, Misconfigured, UnsupportedContentType
+from shared.api.ids import ID_PATTERN
 from shared.api.problems import SECURITY_HEADERS, internal_error_response, problem_response
-from shared.api.schemas import ID_PATTERN
 from shared.config import ConfigError, get_settings
 from shared.domain.errors import ChatReconnectError, FieldProblem, InvalidInput
 
 logger = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound="BaseModel")
+# The name of a contract model in shared.api.schemas: named, not imported, so that the
+# models are built when a request first needs one, not when the app is imported.
+ModelName = str
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 MAX_BODY_BYTES = 64 * 1024
@@ -39,7 +44,7 @@ class Answer:
 
     status: int
     description: str
-    model: type[BaseModel] | None = None
+    model: ModelName | None = None
     problem: bool = False
 
 
@@ -53,7 +58,7 @@ class Operation:
     auth_level: func.AuthLevel
     summary: str
     tag: str
-    body: type[BaseModel] | None = None
+    body: ModelName | None = None
     body_types: tuple[str, ...] = (JSON,)
     answers: tuple[Answer, ...] = ()
     query: tuple[tuple[str, str, dict[str, Any]], ...] = ()
@@ -165,6 +170,8 @@ def validate(model: type[M], data: Any) -> M:
     """`data` validated against a contract model; 422 naming each offending field."""
     if not isinstance(data, dict):
         raise InvalidInput((FieldProblem("body", "must be a JSON object"),))
+    from pydantic import ValidationError  # loaded by then: `model` is a pydantic model
+
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
@@ -29,12 +29,19 @@ from shared.api.http import (
     path_id,
     validate,
 )
+from shared.api.lazy import LazyModule
 from shared.api.preconditions import precondition
-from shared.api.schemas import Problem, WidgetSettingsBody, WidgetSettingsList, WidgetSettingsView
 from shared.api.views import widget_from_body, widget_view
 from shared.config import get_settings
 from shared.domain.errors import FieldProblem, InvalidInput
 from shared.wiring import get_service
+
+if TYPE_CHECKING:
+    from shared.api import schemas
+else:
+    # The contract models are built on first use, not with the app (docs/performance.md).
+    schemas = LazyModule("shared.api.schemas")
+
 
 bp = blueprint()
 
@@ -44,11 +51,13 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 ROUTE = "manage/widgets/{widgetId}"
 _problems = (
-    Answer(400, "Bad id or malformed JSON", Problem, True),
-    Answer(401, "In Azure: no admin sign-in (Microsoft Entra ID)", Problem, True),
-    Answer(403, "In Azure: the admin app role is missing", Problem, True),
-    Answer(503, "Storage unavailable, or admin sign-in misconfigured", Problem, True),
+    Answer(400, "Bad id or malformed JSON", "Problem", True),
+    Answer(401, "In Azure: no admin sign-in (Microsoft Entra ID)", "Problem", True),
+    Answer(403, "In Azure: the admin app role is missing", "Problem", True),
+    Answer(503, "Storage unavailable, or admin sign-in misconfigured", "Problem", True),
 )
+
+
 _etag_header = (("ETag", "Version of the settings, for If-Match"),)
 _if_match = (("If-Match", {"type": "string"}),)
 _if_none_match = (("If-None-Match", {"type": "string", "enum": ["*"]}),)
@@ -106,7 +115,7 @@ def _page_size(text: str | None) -> int:
 
 
 def _settings_response(
-    widget: WidgetSettingsView, etag: str, status: int = 200
+    widget: schemas.WidgetSettingsView, etag: str, status: int = 200
 ) -> func.HttpResponse:
     return json_response(widget, status, {"ETag": etag})
 
@@ -119,7 +128,7 @@ def _settings_response(
         auth_level=ADMIN,
         summary="List the settings of every widget, a page at a time.",
         tag=TAG,
-        answers=(Answer(200, "A page of widget settings", WidgetSettingsList), *_problems),
+        answers=(Answer(200, "A page of widget settings", "WidgetSettingsList"), *_problems),
         query=(
             ("top", "Page size (1-1000, default 100)", {"type": "integer", "minimum": 1}),
             ("continuationToken", "From the previous page's nextLink", {"type": "string"}),
@@ -135,7 +144,7 @@ def list_widgets(req: func.HttpRequest) -> func.HttpResponse:
     next_link = None
     if next_token is not None:
         next_link = f"/api/manage/widgets?top={top}&continuationToken={_encode_token(next_token)}"
-    body = WidgetSettingsList(value=[widget_view(w) for w in widgets], next_link=next_link)
+    body = schemas.WidgetSettingsList(value=[widget_view(w) for w in widgets], next_link=next_link)
     return json_response(body)
 
 
@@ -148,8 +157,8 @@ def list_widgets(req: func.HttpRequest) -> func.HttpResponse:
         summary="Read one widget's settings, with an ETag.",
         tag=TAG,
         answers=(
-            Answer(200, "The settings", WidgetSettingsView),
-            Answer(404, "Unknown widget", Problem, True),
+            Answer(200, "The settings", "WidgetSettingsView"),
+            Answer(404, "Unknown widget", "Problem", True),
             *_problems,
         ),
         headers=_etag_header,
@@ -170,14 +179,14 @@ def get_widget(req: func.HttpRequest) -> func.HttpResponse:
         summary="Create (201) or replace (200) a widget's settings; honours If-Match and "
         "If-None-Match: *.",
         tag=TAG,
-        body=WidgetSettingsBody,
+        body="WidgetSettingsBody",
         answers=(
-            Answer(200, "Replaced", WidgetSettingsView),
-            Answer(201, "Created", WidgetSettingsView),
-            Answer(412, "Precondition failed", Problem, True),
-            Answer(413, "Body over 64 KiB, or authentication too large to store", Problem, True),
-            Answer(415, "Not JSON", Problem, True),
-            Answer(422, "Invalid settings", Problem, True),
+            Answer(200, "Replaced", "WidgetSettingsView"),
+            Answer(201, "Created", "WidgetSettingsView"),
+            Answer(412, "Precondition failed", "Problem", True),
+            Answer(413, "Body over 64 KiB, or authentication too large to store", "Problem", True),
+            Answer(415, "Not JSON", "Problem", True),
+            Answer(422, "Invalid settings", "Problem", True),
             *_problems,
         ),
         headers=_etag_header,
@@ -187,7 +196,7 @@ def get_widget(req: func.HttpRequest) -> func.HttpResponse:
 def put_widget(req: func.HttpRequest) -> func.HttpResponse:
     """Create or replace settings; omitted optional fields take their defaults."""
     widget_id = path_id(req, "widgetId")
-    body = parse(req, WidgetSettingsBody)
+    body = parse(req, schemas.WidgetSettingsBody)
     if body.widget_id is not None and body.widget_id != widget_id:
         raise InvalidInput((FieldProblem("widgetId", "must match the widget id in the path"),))
     saved, created = get_service().settings.put_widget(
@@ -218,15 +227,15 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         auth_level=ADMIN,
         summary="Change some settings with a JSON merge patch; honours If-Match.",
         tag=TAG,
-        body=WidgetSettingsBody,
+        body="WidgetSettingsBody",
         body_types=(MERGE_PATCH, JSON),
         answers=(
-            Answer(200, "Updated", WidgetSettingsView),
-            Answer(404, "Unknown widget", Problem, True),
-            Answer(412, "Precondition failed", Problem, True),
-            Answer(413, "Body over 64 KiB, or authentication too large to store", Problem, True),
-            Answer(415, "Not a merge patch", Problem, True),
-            Answer(422, "Invalid settings", Problem, True),
+            Answer(200, "Updated", "WidgetSettingsView"),
+            Answer(404, "Unknown widget", "Problem", True),
+            Answer(412, "Precondition failed", "Problem", True),
+            Answer(413, "Body over 64 KiB, or authentication too large to store", "Problem", True),
+            Answer(415, "Not a merge patch", "Problem", True),
+            Answer(422, "Invalid settings", "Problem", True),
             *_problems,
         ),
         headers=_etag_header,
@@ -246,7 +255,7 @@ def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
         merged = _merge_patch(document, patch)
         if merged.get("widgetId") != widget_id:
             raise InvalidInput((FieldProblem("widgetId", "must match the widget id in the path"),))
-        return widget_from_body(widget_id, validate(WidgetSettingsBody, merged))
+        return widget_from_body(widget_id, validate(schemas.WidgetSettingsBody, merged))
 
     saved = get_service().settings.update_widget(
         widget_id, apply, precondition(req.headers.get("if-match"))
@@ -264,8 +273,8 @@ def patch_widget(req: func.HttpRequest) -> func.HttpResponse:
         tag=TAG,
         answers=(
             Answer(204, "Deleted"),
-            Answer(404, "Unknown widget", Problem, True),
-            Answer(412, "Precondition failed", Problem, True),
+            Answer(404, "Unknown widget", "Problem", True),
+            Answer(412, "Precondition failed", "Problem", True),
             *_problems,
         ),
         request_headers=_if_match,

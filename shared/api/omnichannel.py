@@ -10,6 +10,7 @@ says how to point a page at this service and where the answers differ from Omnic
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
@@ -23,25 +24,25 @@ from shared.api.http import (
     no_content,
     path_id,
 )
+from shared.api.lazy import LazyModule
 from shared.api.problems import problem_response
-from shared.api.schemas import (
-    ChatWidgetLanguage,
-    DataMaskingInfo,
-    DataMaskingSetting,
-    LiveChatAuthSettings,
-    LiveChatConfigView,
-    LiveChatWidgetColumns,
-    Problem,
-    ReconnectableChatView,
-    ReconnectAvailabilityView,
-)
 from shared.config import get_settings
 from shared.domain.errors import ChatReconnectError, UnknownResource
+from shared.domain.settings import WidgetSettings
 from shared.domain.urls import origin_of
 from shared.services.reconnect import CustomerSession
 from shared.wiring import get_service
 
+if TYPE_CHECKING:
+    from shared.api import schemas
+else:
+    # The contract models are built on first use, not with the app (docs/performance.md).
+    schemas = LazyModule("shared.api.schemas")
+
+
 bp = blueprint()
+# An SDK route's handler: the request and the path's widget, read once by `_cors`.
+SdkHandler = Callable[[func.HttpRequest, WidgetSettings], func.HttpResponse]
 
 ANONYMOUS = func.AuthLevel.ANONYMOUS
 TAG = "Omnichannel chat SDK"
@@ -60,6 +61,8 @@ SDK_HEADERS = (
     "Cache-Control",
     "X-Cache-Control",
 )
+
+
 PREFLIGHT_MAX_AGE_SECONDS = 600
 # Omnichannel's option-set values: a live (not persistent) chat, no voice or video.
 LIVE_CHAT_MODE = "192350000"
@@ -67,11 +70,11 @@ NO_CALLING = "192350000"
 ENGLISH_US = "1033"
 TOKEN_SECURITY: dict[str, list[str]] = {"authenticatedUserToken": []}
 
-_not_found = Answer(404, "Unknown organization or widget", Problem, True)
+_not_found = Answer(404, "Unknown organization or widget", "Problem", True)
 _common = (
-    Answer(400, "Bad widget id", Problem, True),
+    Answer(400, "Bad widget id", "Problem", True),
     _not_found,
-    Answer(503, "Storage unavailable", Problem, True),
+    Answer(503, "Storage unavailable", "Problem", True),
 )
 
 
@@ -83,38 +86,43 @@ def _widget_id(req: func.HttpRequest) -> str:
     return path_id(req, "widgetId")
 
 
-def _session(req: func.HttpRequest) -> CustomerSession:
+def _session(req: func.HttpRequest, widget: WidgetSettings) -> CustomerSession:
     token = (req.headers.get(USER_TOKEN_HEADER) or "").strip()
     # Omnichannel takes the customer's JWT bare in its own header; the widget's use case
     # reads it as a bearer token.
     authorization = f"Bearer {token}" if token else None
-    return get_service().reconnect.customer_session(_widget_id(req), authorization)
+    return get_service().reconnect.session_for(widget, authorization)
 
 
-def _portal_origin(req: func.HttpRequest) -> str | None:
+def _widget(req: func.HttpRequest) -> WidgetSettings:
+    """The path's widget, read once per request (from the instance's settings cache)."""
+    return get_service().widgets.require(_widget_id(req))
+
+
+def _portal_origin(req: func.HttpRequest, widget: WidgetSettings | None) -> str | None:
     """The request's Origin when it is the widget's portal origin, else None."""
     origin = req.headers.get("origin")
-    if not origin:
+    portal_url = widget.portal_url if widget is not None else None
+    if not origin or not portal_url:
         return None
-    try:
-        portal_url = get_service().settings.get_widget(_widget_id(req)).value.portal_url
-    except ChatReconnectError:
-        return None
-    return origin if portal_url and origin_of(portal_url) == origin.lower() else None
+    return origin if origin_of(portal_url) == origin.lower() else None
 
 
-def _cors(handler: Handler) -> Handler:
-    """`handler`, with its answers (problems included) readable by the widget's portal page.
+def _cors(handler: SdkHandler) -> Handler:
+    """`handler`, given the path's widget, with its answers (problems included) readable by
+    the widget's portal page.
 
     In Azure the platform's CORS (infra: corsAllowedOrigins) answers instead, when set.
     """
 
     def run(req: func.HttpRequest) -> func.HttpResponse:
+        widget: WidgetSettings | None = None
         try:
-            response = handler(req)
+            widget = _widget(req)
+            response = handler(req, widget)
         except ChatReconnectError as error:
             response = problem_response(error)
-        origin = _portal_origin(req)
+        origin = _portal_origin(req, widget)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
@@ -129,7 +137,11 @@ def _preflight(name: str, route: str) -> None:
 
     def preflight(req: func.HttpRequest) -> func.HttpResponse:
         response = no_content()
-        origin = _portal_origin(req)
+        try:
+            widget: WidgetSettings | None = _widget(req)
+        except ChatReconnectError:
+            widget = None
+        origin = _portal_origin(req, widget)
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Access-Control-Allow-Methods"] = "GET"
@@ -153,11 +165,11 @@ def _preflight(name: str, route: str) -> None:
     )(preflight)
 
 
-def _sdk_route(operation: Operation) -> Callable[[Handler], Handler]:
+def _sdk_route(operation: Operation) -> Callable[[SdkHandler], Handler]:
     """Register a GET of the SDK with CORS, and its preflight."""
     _preflight(operation.name + "_preflight", operation.route)
 
-    def decorator(handler: Handler) -> Handler:
+    def decorator(handler: SdkHandler) -> Handler:
         return endpoint(bp, operation)(_cors(handler))
 
     return decorator
@@ -171,28 +183,27 @@ def _sdk_route(operation: Operation) -> Callable[[Handler], Handler]:
         auth_level=ANONYMOUS,
         summary="The live chat config the SDK's initialize() reads: reconnect on or off.",
         tag=TAG,
-        answers=(Answer(200, "The live chat config", LiveChatConfigView), *_common),
+        answers=(Answer(200, "The live chat config", "LiveChatConfigView"), *_common),
         query=(
             ("requestId", "The SDK's request id (ignored)", {"type": "string"}),
             ("channelId", "The SDK's channel, `lcw` (ignored)", {"type": "string"}),
         ),
     )
 )
-def live_chat_config(req: func.HttpRequest) -> func.HttpResponse:
+def live_chat_config(req: func.HttpRequest, widget: WidgetSettings) -> func.HttpResponse:
     """The widget's settings as Omnichannel's live chat config (LiveChatVersion 2)."""
-    widget = get_service().settings.get_widget(_widget_id(req)).value
     auth = None
     if widget.is_authenticated:
         # The SDK only checks that the settings exist; the page's getAuthToken supplies the
         # token, so the Omnichannel-side fields stay empty.
-        auth = LiveChatAuthSettings(
+        auth = schemas.LiveChatAuthSettings(
             authentication_type="",
             javascript_client_function="",
             public_key_url="",
         )
-    body = LiveChatConfigView(
+    body = schemas.LiveChatConfigView(
         live_chat_version=2,
-        widget=LiveChatWidgetColumns(
+        widget=schemas.LiveChatWidgetColumns(
             widget_app_id=widget.widget_id,
             enable_chat_reconnect="true" if widget.reconnect_enabled else "false",
             conversation_mode=LIVE_CHAT_MODE,
@@ -201,9 +212,9 @@ def live_chat_config(req: func.HttpRequest) -> func.HttpResponse:
             attachments_for_agents="false",
             calling_options=NO_CALLING,
         ),
-        language=ChatWidgetLanguage(locale_id=ENGLISH_US),
-        data_masking=DataMaskingInfo(
-            setting=DataMaskingSetting(mask_for_customer=False), data_masking_rules={}
+        language=schemas.ChatWidgetLanguage(locale_id=ENGLISH_US),
+        data_masking=schemas.DataMaskingInfo(
+            setting=schemas.DataMaskingSetting(mask_for_customer=False), data_masking_rules={}
         ),
         auth_settings=auth,
     )
@@ -219,18 +230,23 @@ def live_chat_config(req: func.HttpRequest) -> func.HttpResponse:
         summary="Whether a reconnect link can be continued now (the widget's reconnect context).",
         tag=TAG,
         answers=(
-            Answer(200, "The link's availability", ReconnectAvailabilityView),
-            Answer(401, "Missing or invalid customer token (authenticated widgets)", Problem, True),
+            Answer(200, "The link's availability", "ReconnectAvailabilityView"),
+            Answer(
+                401,
+                "Missing or invalid customer token (authenticated widgets)",
+                "Problem",
+                True,
+            ),
             *_common,
         ),
         security=({}, TOKEN_SECURITY),
     )
 )
-def reconnect_availability(req: func.HttpRequest) -> func.HttpResponse:
+def reconnect_availability(req: func.HttpRequest, widget: WidgetSettings) -> func.HttpResponse:
     """A link's availability, exactly as the widget's reconnect context decides it."""
     reconnect_id = str(req.route_params.get("reconnectId", ""))
-    context = get_service().reconnect.reconnect_context(_session(req), reconnect_id)
-    body = ReconnectAvailabilityView(
+    context = get_service().reconnect.reconnect_context(_session(req, widget), reconnect_id)
+    body = schemas.ReconnectAvailabilityView(
         reconnect_id=context.reconnect_id,
         is_reconnect_available=context.available,
         reconnect_redirection_url=context.redirect_url,
@@ -247,24 +263,24 @@ def reconnect_availability(req: func.HttpRequest) -> func.HttpResponse:
         summary="The authenticated customer's most recent conversation that can be continued.",
         tag=TAG,
         answers=(
-            Answer(200, "A previous session to offer", ReconnectableChatView),
+            Answer(200, "A previous session to offer", "ReconnectableChatView"),
             Answer(204, "Nothing to offer"),
-            Answer(401, "Missing or invalid customer token", Problem, True),
-            Answer(400, "Bad widget id", Problem, True),
-            Answer(404, "Unknown organization or widget, or not authenticated", Problem, True),
-            Answer(503, "Storage unavailable", Problem, True),
+            Answer(401, "Missing or invalid customer token", "Problem", True),
+            Answer(400, "Bad widget id", "Problem", True),
+            Answer(404, "Unknown organization or widget, or not authenticated", "Problem", True),
+            Answer(503, "Storage unavailable", "Problem", True),
         ),
         query=(("channelId", "The SDK's channel, `lcw` (ignored)", {"type": "string"}),),
         security=(TOKEN_SECURITY,),
     )
 )
-def reconnectable_chats(req: func.HttpRequest) -> func.HttpResponse:
+def reconnectable_chats(req: func.HttpRequest, widget: WidgetSettings) -> func.HttpResponse:
     """The widget's prompt, as Omnichannel's reconnect mapping record (204: nothing)."""
-    session = _session(req)
+    session = _session(req, widget)
     found = get_service().reconnect.reconnectable(session)
     if found is None:
         return no_content()
-    body = ReconnectableChatView(
+    body = schemas.ReconnectableChatView(
         reconnectid=found.reconnect_id,
         orgid=str(req.route_params["orgId"]),
         widgetappid=session.widget.widget_id,

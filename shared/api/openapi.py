@@ -9,23 +9,32 @@ import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from shared.api.http import JSON, OPERATIONS, Operation
+from shared.api import schemas
+from shared.api.http import JSON, OPERATIONS, ModelName, Operation
+from shared.api.ids import ID_PATTERN
 from shared.api.problems import PROBLEM_MEDIA_TYPE
-from shared.api.schemas import ID_PATTERN
 
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\??\}")
 _ID_PARAMS = {"widgetId", "conversationId", "agentId"}
 REF_TEMPLATE = "#/components/schemas/{model}"
 
 
+def model(name: ModelName) -> type[BaseModel]:
+    """The contract model an operation names; LookupError if shared.api.schemas has none."""
+    found = getattr(schemas, name, None)
+    if not (isinstance(found, type) and issubclass(found, BaseModel)):
+        raise LookupError(f"shared.api.schemas has no model named {name!r}")
+    return found
+
+
 def _models(operations: list[Operation]) -> list[tuple[type[BaseModel], Any]]:
     pairs: dict[tuple[type[BaseModel], str], None] = {}
     for operation in operations:
         if operation.body is not None:
-            pairs[(operation.body, "validation")] = None
+            pairs[(model(operation.body), "validation")] = None
         for answer in operation.answers:
             if answer.model is not None:
-                pairs[(answer.model, "serialization")] = None
+                pairs[(model(answer.model), "serialization")] = None
     return list(pairs)
 
 
@@ -78,7 +87,7 @@ def build_openapi(operations: list[Operation] | None = None) -> dict[str, Any]:
         else:
             entry["security"] = []
         if operation.body is not None:
-            ref = keys[(operation.body, "validation")]
+            ref = keys[(model(operation.body), "validation")]
             entry["requestBody"] = {
                 "required": True,
                 "content": {media: {"schema": ref} for media in operation.body_types},
@@ -87,7 +96,9 @@ def build_openapi(operations: list[Operation] | None = None) -> dict[str, Any]:
             response: dict[str, Any] = {"description": answer.description}
             if answer.model is not None:
                 media = PROBLEM_MEDIA_TYPE if answer.problem else JSON
-                response["content"] = {media: {"schema": keys[(answer.model, "serialization")]}}
+                response["content"] = {
+                    media: {"schema": keys[(model(answer.model), "serialization")]}
+                }
             if answer.status == 503:
                 response["headers"] = {
                     "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds"}

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared.api.event_schema import event_schema
 from shared.api.http import JSON, Answer, Operation, blueprint, endpoint, json_response
-from shared.api.openapi import build_openapi
+from shared.api.lazy import LazyModule
 from shared.api.problems import SECURITY_HEADERS
-from shared.api.schemas import HealthView, Problem
 from shared.wiring import get_service
+
+if TYPE_CHECKING:
+    from shared.api import schemas
+else:
+    # The contract models are built on first use, not with the app (docs/performance.md).
+    schemas = LazyModule("shared.api.schemas")
+
 
 bp = blueprint()
 
@@ -29,15 +36,15 @@ TAG = "Operations"
         summary="200 when storage answers, 503 (with Retry-After) when it does not.",
         tag=TAG,
         answers=(
-            Answer(200, "Healthy", HealthView),
-            Answer(503, "Storage unavailable", Problem, True),
+            Answer(200, "Healthy", "HealthView"),
+            Answer(503, "Storage unavailable", "Problem", True),
         ),
     ),
 )
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Check that Table storage answers."""
     get_service().store.ping()
-    return json_response(HealthView(status="ok"))
+    return json_response(schemas.HealthView(status="ok"))
 
 
 @endpoint(
@@ -54,9 +61,17 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 )
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """The OpenAPI document generated from the same models that validate requests."""
-    return func.HttpResponse(
-        json.dumps(build_openapi()), headers=dict(SECURITY_HEADERS), mimetype=JSON
-    )
+    return func.HttpResponse(openapi_document(), headers=dict(SECURITY_HEADERS), mimetype=JSON)
+
+
+@functools.cache
+def openapi_document() -> str:
+    """The OpenAPI document as JSON, built on the first request for it (every operation is
+    registered by then: function_app imports every blueprint before serving)."""
+    # Imported here: generating JSON schemas is for this route only.
+    from shared.api.openapi import build_openapi
+
+    return json.dumps(build_openapi())
 
 
 # The media type of a JSON Schema document (the JSON Schema specification registers it).
@@ -78,6 +93,9 @@ SCHEMA_JSON = "application/schema+json"
 )
 def events_schema(req: func.HttpRequest) -> func.HttpResponse:
     """The events' JSON Schema, generated from the models that describe them."""
+    # Imported here, like the OpenAPI document's builder: only this route needs it.
+    from shared.api.event_schema import event_schema
+
     return func.HttpResponse(
         json.dumps(event_schema()), headers=dict(SECURITY_HEADERS), mimetype=SCHEMA_JSON
     )

@@ -17,15 +17,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from shared.api.ids import ID_PATTERN
 from shared.domain.auth import load_public_key
 from shared.domain.conversation import MAX_EVENT_ID_LENGTH, EventType, State
 from shared.domain.errors import FieldProblem, InvalidInput
 from shared.domain.links import MAX_QUICK_REPLY_LENGTH
 from shared.domain.urls import check_url
+from shared.wire.conversations import DEFER, Model, UtcDateTime
 from shared.wire.conversations import ConversationView as ConversationView
-from shared.wire.conversations import Model, UtcDateTime
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
@@ -53,7 +52,7 @@ class RequestModel(Model):
 
     # Only the camelCase wire names are accepted: `time_limit_minutes` is an unknown member.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True
+        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True, **DEFER
     )
 
 
@@ -154,7 +153,9 @@ class RegisterConversationBody(RequestModel):
 class EventBody(Model):
     """A lifecycle event; platforms may send more members, which are ignored."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, strict=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=False, strict=True, **DEFER
+    )
 
     type: EventType
     event_id: (
@@ -265,7 +266,7 @@ class Problem(Model):
 class OmnichannelModel(BaseModel):
     """A model whose wire names are Omnichannel's, spelled out field by field."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, **DEFER)
 
 
 class LiveChatWidgetColumns(OmnichannelModel):

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from shared.api.schemas import (
-    AuthenticationView,
-    PublicKeyView,
-    WidgetSettingsBody,
-    WidgetSettingsView,
-)
+from typing import TYPE_CHECKING
+
+from shared.api.lazy import LazyModule
 from shared.domain.settings import Authentication, PublicKey, WidgetSettings
 
+if TYPE_CHECKING:
+    from shared.api import schemas
+else:
+    # The contract models are built on first use, not with the app (docs/performance.md).
+    schemas = LazyModule("shared.api.schemas")
 
-def widget_view(widget: WidgetSettings) -> WidgetSettingsView:
+
+def widget_view(widget: WidgetSettings) -> schemas.WidgetSettingsView:
     authentication = None
     if widget.authentication is not None:
-        authentication = AuthenticationView(
+        authentication = schemas.AuthenticationView(
             issuer=widget.authentication.issuer,
             audience=widget.authentication.audience,
             public_keys=[
-                PublicKeyView(kid=key.kid, pem=key.pem) for key in widget.authentication.public_keys
+                schemas.PublicKeyView(kid=key.kid, pem=key.pem)
+                for key in widget.authentication.public_keys
             ],
         )
-    return WidgetSettingsView(
+    return schemas.WidgetSettingsView(
         widget_id=widget.widget_id,
         reconnect_enabled=widget.reconnect_enabled,
         time_limit_minutes=widget.time_limit_minutes,
@@ -32,7 +36,7 @@ def widget_view(widget: WidgetSettings) -> WidgetSettingsView:
     )
 
 
-def widget_from_body(widget_id: str, body: WidgetSettingsBody) -> WidgetSettings:
+def widget_from_body(widget_id: str, body: schemas.WidgetSettingsBody) -> WidgetSettings:
     authentication = None
     if body.authentication is not None:
         authentication = Authentication(

@@ -3,6 +3,8 @@ conversation (anonymous; authenticated widgets add the customer's bearer token).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
 from shared.api.http import (
@@ -14,9 +16,16 @@ from shared.api.http import (
     no_content,
     path_id,
 )
-from shared.api.schemas import ContinueView, Problem, ReconnectableView, ReconnectContextView
+from shared.api.lazy import LazyModule
 from shared.services.reconnect import CustomerSession
 from shared.wiring import get_service
+
+if TYPE_CHECKING:
+    from shared.api import schemas
+else:
+    # The contract models are built on first use, not with the app (docs/performance.md).
+    schemas = LazyModule("shared.api.schemas")
+
 
 bp = blueprint()
 
@@ -24,10 +33,10 @@ ANONYMOUS = func.AuthLevel.ANONYMOUS
 TAG = "Widget: reconnect"
 LINK_ROUTE = "widgets/{widgetId}/reconnect/{reconnectId}"
 _common = (
-    Answer(400, "Bad widget id", Problem, True),
-    Answer(401, "Missing or invalid customer token (authenticated widgets)", Problem, True),
-    Answer(404, "Unknown widget", Problem, True),
-    Answer(503, "Storage unavailable", Problem, True),
+    Answer(400, "Bad widget id", "Problem", True),
+    Answer(401, "Missing or invalid customer token (authenticated widgets)", "Problem", True),
+    Answer(404, "Unknown widget", "Problem", True),
+    Answer(503, "Storage unavailable", "Problem", True),
 )
 
 
@@ -51,14 +60,14 @@ def _reconnect_id(req: func.HttpRequest) -> str:
         auth_level=ANONYMOUS,
         summary="Whether a reconnect link can be continued now, and where to go if not.",
         tag=TAG,
-        answers=(Answer(200, "The reconnect context", ReconnectContextView), *_common),
+        answers=(Answer(200, "The reconnect context", "ReconnectContextView"), *_common),
         bearer=True,
     ),
 )
 def reconnect_context(req: func.HttpRequest) -> func.HttpResponse:
     """Resolve a link from `oc.reconnectid`; every unusable link gets the same answer."""
     context = get_service().reconnect.reconnect_context(_session(req), _reconnect_id(req))
-    body = ReconnectContextView(
+    body = schemas.ReconnectContextView(
         is_reconnect_available=context.available,
         reconnect_id=context.reconnect_id,
         conversation_id=context.conversation_id,
@@ -78,8 +87,8 @@ def reconnect_context(req: func.HttpRequest) -> func.HttpResponse:
         summary="Continue the previous conversation (idempotent).",
         tag=TAG,
         answers=(
-            Answer(200, "Reconnected", ContinueView),
-            Answer(410, "The link can no longer be continued", Problem, True),
+            Answer(200, "Reconnected", "ContinueView"),
+            Answer(410, "The link can no longer be continued", "Problem", True),
             *_common,
         ),
         bearer=True,
@@ -88,7 +97,7 @@ def reconnect_context(req: func.HttpRequest) -> func.HttpResponse:
 def reconnect_continue(req: func.HttpRequest) -> func.HttpResponse:
     """Reconnect the customer to the conversation (and agent) of the link."""
     result = get_service().reconnect.continue_conversation(_session(req), _reconnect_id(req))
-    body = ContinueView(
+    body = schemas.ContinueView(
         conversation_id=result.conversation.conversation_id,
         state=result.conversation.state,
         agent_id=result.conversation.agent_id,
@@ -127,12 +136,12 @@ def reconnect_decline(req: func.HttpRequest) -> func.HttpResponse:
         summary="The authenticated customer's most recent conversation that can be continued.",
         tag=TAG,
         answers=(
-            Answer(200, "A previous session to offer", ReconnectableView),
+            Answer(200, "A previous session to offer", "ReconnectableView"),
             Answer(204, "Nothing to offer"),
-            Answer(400, "Bad widget id", Problem, True),
-            Answer(401, "Missing or invalid customer token", Problem, True),
-            Answer(404, "Unknown widget, or not an authenticated widget", Problem, True),
-            Answer(503, "Storage unavailable", Problem, True),
+            Answer(400, "Bad widget id", "Problem", True),
+            Answer(401, "Missing or invalid customer token", "Problem", True),
+            Answer(404, "Unknown widget, or not an authenticated widget", "Problem", True),
+            Answer(503, "Storage unavailable", "Problem", True),
         ),
         bearer=True,
     ),
@@ -142,7 +151,7 @@ def reconnectable(req: func.HttpRequest) -> func.HttpResponse:
     found = get_service().reconnect.reconnectable(_session(req))
     if found is None:
         return no_content()
-    body = ReconnectableView(
+    body = schemas.ReconnectableView(
         reconnect_id=found.reconnect_id,
         conversation_id=found.conversation.conversation_id,
         expires_at=found.conversation.reconnect_deadline,

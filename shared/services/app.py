@@ -13,14 +13,16 @@ from shared.services.outbox import EventOutbox, EventQueues
 from shared.services.reconnect import ReconnectUseCases
 from shared.services.relay import EventRelay
 from shared.services.settings import WidgetSettingsUseCases
+from shared.services.widget_cache import DEFAULT_MAX_AGE, WidgetSettingsCache
 from shared.services.writes import ConversationWriter
 from shared.storage.store import TableStore
 
 
 class App:
     """The use cases of the four callers: `settings` (admin), `conversations` (platform),
-    `reconnect` (widget) and `timer`, sharing one ConversationWriter; and `relay`, the
-    integration events' (None while events are off)."""
+    `reconnect` (widget) and `timer`, sharing one ConversationWriter and one widget settings
+    cache (`widgets`, entries at most `widget_cache_max_age` old; zero: no cache); and
+    `relay`, the integration events' (None while events are off)."""
 
     def __init__(
         self,
@@ -30,6 +32,7 @@ class App:
         auto_close_after: timedelta = timedelta(minutes=15),
         clock: Clock = utc_now,
         events: EventQueues | None = None,
+        widget_cache_max_age: timedelta = DEFAULT_MAX_AGE,
     ) -> None:
         self.store = store
         self.signer = signer
@@ -45,9 +48,10 @@ class App:
         self.writer = ConversationWriter(
             store, auto_close_after=auto_close_after, clock=clock, outbox=outbox
         )
-        self.settings = WidgetSettingsUseCases(store, clock)
-        self.conversations = ConversationUseCases(store, self.writer, signer, clock)
-        self.reconnect = ReconnectUseCases(store, self.writer, signer, clock)
+        self.widgets = WidgetSettingsCache(store, clock, widget_cache_max_age)
+        self.settings = WidgetSettingsUseCases(store, clock, self.widgets)
+        self.conversations = ConversationUseCases(store, self.writer, signer, clock, self.widgets)
+        self.reconnect = ReconnectUseCases(store, self.writer, signer, clock, self.widgets)
         self.timer = TimeLimitEnforcer(
             store, self.writer, auto_close_after=auto_close_after, clock=clock, relay=self.relay
         )

@@ -19,7 +19,6 @@ from shared.domain.links import QUICK_REPLY_SLUG, reconnect_url, render_quick_re
 from shared.domain.settings import WidgetSettings
 from shared.services.context import ConversationCases
 from shared.services.retry import AGAIN, Retry, retry_lost_races
-from shared.services.settings import read_widget, widget_or_default
 
 # A lost insert means the conversation now exists (conversations are never deleted), so
 # the second attempt always finds it and answers: more attempts could not change anything.
@@ -45,7 +44,7 @@ class ConversationUseCases(ConversationCases):
         customer_id: str | None,
     ) -> tuple[ConversationResult, bool]:
         """Register a conversation (created=True) or confirm an identical earlier registration."""
-        widget = read_widget(self.store, widget_id).value
+        widget = self.widgets.require(widget_id)
         if widget.is_authenticated and customer_id is None:
             raise CustomerRequired()
 
@@ -95,7 +94,7 @@ class ConversationUseCases(ConversationCases):
 
     def get_conversation(self, conversation_id: str) -> ConversationResult:
         conversation = self.writer.read(conversation_id).value
-        return self._result(conversation, widget_or_default(self.store, conversation.widget_id))
+        return self._result(conversation, self.widgets.or_default(conversation.widget_id))
 
     def apply_event(
         self, conversation_id: str, event: Event, event_id: str | None
@@ -108,14 +107,12 @@ class ConversationUseCases(ConversationCases):
             if event_id is not None and event_id in conversation.event_ids:
                 return conversation
             if widget is None:
-                widget = widget_or_default(self.store, conversation.widget_id)
+                widget = self.widgets.or_default(conversation.widget_id)
             changed = domain.apply_event(conversation, event, widget, self.clock())
             return domain.remember_event(changed, event_id)
 
         conversation = self.writer.mutate(conversation_id, decide)
-        return self._result(
-            conversation, widget or widget_or_default(self.store, conversation.widget_id)
-        )
+        return self._result(conversation, widget or self.widgets.or_default(conversation.widget_id))
 
     def quick_reply(self, conversation_id: str, text: str) -> str:
         """The agent's text with the reconnect slug rendered to the conversation's link."""
@@ -139,7 +136,7 @@ class ConversationUseCases(ConversationCases):
             )
 
         conversation = self.writer.mutate(conversation_id, bump)
-        return self._result(conversation, widget_or_default(self.store, conversation.widget_id))
+        return self._result(conversation, self.widgets.or_default(conversation.widget_id))
 
     def agent_capacity(self, agent_id: str) -> list[Conversation]:
         """The conversations holding the agent's capacity, verified against each conversation."""

@@ -18,7 +18,6 @@ from shared.domain.links import parse_reconnect_id
 from shared.domain.settings import WidgetSettings
 from shared.services.context import ConversationCases
 from shared.services.retry import AGAIN, Retry, retry_lost_races
-from shared.services.settings import read_widget
 from shared.services.writes import CHANGING_TOO_FAST
 from shared.storage.entities import Versioned
 
@@ -72,7 +71,10 @@ class ReconnectUseCases(ConversationCases):
 
     def customer_session(self, widget_id: str, authorization: str | None) -> CustomerSession:
         """The widget and, on authenticated widgets, the customer proven by the bearer token."""
-        widget = read_widget(self.store, widget_id).value
+        return self.session_for(self.widgets.require(widget_id), authorization)
+
+    def session_for(self, widget: WidgetSettings, authorization: str | None) -> CustomerSession:
+        """`customer_session` for settings the caller has already read (from the cache)."""
         if widget.authentication is None:
             return CustomerSession(widget, None)
         token = bearer_token(authorization)

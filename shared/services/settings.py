@@ -16,6 +16,7 @@ from shared.domain.errors import PreconditionMismatch, UnknownWidget, VersionNot
 from shared.domain.settings import WidgetSettings
 from shared.services.clock import Clock
 from shared.services.retry import AGAIN, Retry, retry_lost_races
+from shared.services.widget_cache import WidgetSettingsCache
 from shared.storage.entities import Versioned
 from shared.storage.store import TableStore
 from shared.storage.tables import ConcurrencyConflict
@@ -53,19 +54,18 @@ def read_widget(store: TableStore, widget_id: str) -> Versioned[WidgetSettings]:
     return found
 
 
-def widget_or_default(store: TableStore, widget_id: str) -> WidgetSettings:
-    """The widget's settings, or reconnection off when it was deleted."""
-    # A deleted widget leaves its conversations behaving as with reconnection off.
-    found = store.get_widget(widget_id)
-    return found.value if found else WidgetSettings(widget_id=widget_id)
-
-
 class WidgetSettingsUseCases:
-    """The admin's use cases over a TableStore and a clock."""
+    """The admin's use cases over a TableStore and a clock; every write evicts the widget
+    from this instance's settings cache when it ends, so it takes effect here at once.
 
-    def __init__(self, store: TableStore, clock: Clock) -> None:
+    The admin reads storage, not the cache: a write must name the current version
+    (If-Match), and an admin who just changed a widget elsewhere must see that change.
+    """
+
+    def __init__(self, store: TableStore, clock: Clock, cache: WidgetSettingsCache) -> None:
         self.store = store
         self.clock = clock
+        self.cache = cache
 
     def get_widget(self, widget_id: str) -> Versioned[WidgetSettings]:
         return read_widget(self.store, widget_id)
@@ -106,7 +106,11 @@ class WidgetSettingsUseCases:
                 return Versioned(widget, etag), False
             return AGAIN
 
-        return retry_lost_races(attempt, SETTINGS_CHANGING)
+        # Evicted however the write ended: a timeout may still have stored it.
+        try:
+            return retry_lost_races(attempt, SETTINGS_CHANGING)
+        finally:
+            self.cache.evict(widget.widget_id)
 
     def update_widget(
         self,
@@ -125,7 +129,10 @@ class WidgetSettingsUseCases:
                 return Versioned(updated, etag)
             return AGAIN
 
-        return retry_lost_races(attempt, SETTINGS_CHANGING)
+        try:
+            return retry_lost_races(attempt, SETTINGS_CHANGING)
+        finally:
+            self.cache.evict(widget_id)
 
     def delete_widget(self, widget_id: str, precondition: Precondition = NO_PRECONDITION) -> None:
         def attempt() -> None | Retry:
@@ -139,7 +146,10 @@ class WidgetSettingsUseCases:
                 return AGAIN
             return None
 
-        retry_lost_races(attempt, SETTINGS_CHANGING)
+        try:
+            retry_lost_races(attempt, SETTINGS_CHANGING)
+        finally:
+            self.cache.evict(widget_id)
 
     def _replace_widget(
         self, widget: WidgetSettings, etag: str, precondition: Precondition

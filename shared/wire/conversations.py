@@ -24,10 +24,16 @@ UtcDateTime = Annotated[
 ]
 
 
+# Every model builds its validator and serializer on first use, not at import: building
+# all of them was a third of `import function_app`, paid by every cold start even when the
+# instance then serves only a few kinds of request (docs/performance.md).
+DEFER = ConfigDict(defer_build=True)
+
+
 class Model(BaseModel):
     """Base of every contract model: camelCase on the wire, snake_case in Python."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, **DEFER)
 
 
 class ConversationView(Model):

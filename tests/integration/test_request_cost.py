@@ -2,7 +2,9 @@
 
 ARCHITECTURE "Storage design": a reconnect costs one read and one conditional write of the
 conversation entity, and (integration events, contract §5) one request to stage its event
-in the outbox queue. Widget settings reads are a separate cost, reported in the messages.
+in the outbox queue. Widget settings come from the instance's cache (docs/contract.md §2.1):
+with it warm, no widget request, platform event or Omnichannel request reads them from
+storage. Exact costs are written as a Counter of "<kind> <table>" (see `Call.kind`).
 
 How requests are counted: `per_call_policies` given to `TableServiceClient` never see a
 table request (checked: not even create_table), because `get_table_client` builds each
@@ -19,6 +21,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -28,8 +31,9 @@ from azure.core.pipeline import PipelineRequest
 
 from local.azurite import Azurite, AzuriteQueue
 from shared.services.app import App
+from shared.services.widget_cache import DEFAULT_MAX_AGE
 from shared.wiring import set_service
-from tests.conftest import FakeClock, make_service
+from tests.conftest import OMNICHANNEL_ORG_ID, FakeClock, make_service
 from tests.integration.events import test_queues
 
 WIDGET = "w"
@@ -49,6 +53,13 @@ class Call:
     @property
     def is_read(self) -> bool:
         return self.method == "GET"
+
+    @property
+    def kind(self) -> str:
+        """ "read", "conditional write" or "write"."""
+        if self.is_read:
+            return "read"
+        return "conditional write" if self.is_conditional_write else "write"
 
     @property
     def is_conditional_write(self) -> bool:
@@ -126,14 +137,33 @@ def counted(
         yield counted
 
 
+@pytest.fixture
+def uncached(
+    azurite: Azurite, azurite_queue: AzuriteQueue, clock: FakeClock, host_url: str
+) -> Iterator[Counted]:
+    """As `counted`, with WIDGET_SETTINGS_CACHE_SECONDS=0: every request reads settings."""
+    with _counted(azurite, azurite_queue, clock, host_url, events=True, cache=timedelta(0)) as c:
+        yield c
+
+
 @contextlib.contextmanager
 def _counted(
-    azurite: Azurite, azurite_queue: AzuriteQueue, clock: FakeClock, host_url: str, events: bool
+    azurite: Azurite,
+    azurite_queue: AzuriteQueue,
+    clock: FakeClock,
+    host_url: str,
+    events: bool,
+    cache: timedelta = DEFAULT_MAX_AGE,
 ) -> Iterator[Counted]:
     log, queue_log = RequestLog(), RequestLog()
     queues = test_queues(azurite_queue, raw_request_hook=queue_log) if events else None
     service = make_service(
-        azurite.connection_string, clock, events=queues, raw_request_hook=log, retry_total=0
+        azurite.connection_string,
+        clock,
+        events=queues,
+        widget_cache_max_age=cache,
+        raw_request_hook=log,
+        retry_total=0,
     )
     set_service(service)
     try:
@@ -167,6 +197,16 @@ def _disconnected(counted: Counted, conversation_id: str = "c1") -> str:
     counted.take()  # setup costs are not measured
     counted.queue_calls()
     return parse_qs(urlsplit(response.json()["reconnectUrl"]).query)["oc.reconnectid"][0]
+
+
+def _warm(counted: Counted) -> None:
+    """Fill the instance's settings cache now (the clock may have moved past the window)."""
+    counted.service.widgets.require(WIDGET)
+    counted.take()
+
+
+def _cost(calls: list[Call]) -> Counter[str]:
+    return Counter(f"{call.kind} {call.table}" for call in calls)
 
 
 def _summary(calls: list[Call]) -> str:
@@ -352,3 +392,136 @@ def test_each_platform_change_costs_one_staging_request_more_with_events_on(
         assert queue_off == []
         assert queue_on == ["POST outbox/messages"], what
         assert tables_on == tables_off, what
+
+
+# --- with the widget settings cache warm (issue 15) ---------------------------------------
+
+# What each request costs in storage requests with the cache warm. A step added to a
+# request (e.g. staging its integration event) is one more entry here.
+CONTEXT_COST = Counter({"read conversations": 1})
+CONTINUE_COST = Counter({"read conversations": 1, "conditional write conversations": 1})
+
+
+def test_with_the_cache_warm_a_reconnect_context_costs_one_storage_request(
+    counted: Counted,
+) -> None:
+    reconnect_id = _disconnected(counted)
+    _warm(counted)
+
+    response = counted.api.get(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert response.status_code == 200, response.text
+    calls = counted.take()
+    assert _cost(calls) == CONTEXT_COST, _summary(calls)
+
+
+def test_with_the_cache_warm_a_continue_costs_the_read_and_the_conditional_write(
+    counted: Counted, clock: FakeClock
+) -> None:
+    reconnect_id = _disconnected(counted)
+    clock.advance(minutes=2)
+    _warm(counted)
+
+    response = counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert response.status_code == 200, response.text
+    calls = counted.take()
+    assert _cost(calls) == CONTINUE_COST, _summary(calls)
+    # ... and, integration events on, the one request that stages its event (contract §5).
+    assert counted.queue_calls() == ["POST outbox/messages"]
+
+
+def test_with_the_cache_cold_a_continue_reads_the_settings_once(
+    counted: Counted, clock: FakeClock
+) -> None:
+    reconnect_id = _disconnected(counted)
+    clock.advance(seconds=DEFAULT_MAX_AGE.total_seconds())  # the entry is now too old
+
+    response = counted.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert response.status_code == 200, response.text
+    calls = counted.take()
+    assert _cost(calls) == CONTINUE_COST + Counter({"read widgets": 1}), _summary(calls)
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [{"type": "customer_reconnected"}],
+        [{"type": "agent_closed"}],
+        [{"type": "agent_ended"}, {"type": "agent_closed"}],
+        [{"type": "customer_ended"}],
+    ],
+    ids=lambda events: "+".join(event["type"] for event in events),
+)
+def test_with_the_cache_warm_a_platform_event_reads_no_settings(
+    counted: Counted, events: list[dict[str, str]]
+) -> None:
+    _disconnected(counted)
+    for event in events:
+        _warm(counted)
+        response = counted.api.post("/conversations/c1/events", json=event)
+        assert response.status_code == 200, response.text
+        calls = counted.take()
+        assert not _of(calls, "widgets"), _summary(calls)
+
+
+def test_with_the_cache_warm_register_and_read_a_conversation_read_no_settings(
+    counted: Counted,
+) -> None:
+    _disconnected(counted)
+    _warm(counted)
+
+    registered = counted.api.put("/conversations/c2", json={"widgetId": WIDGET})
+    read = counted.api.get("/conversations/c2")
+    disconnected = counted.api.post(
+        "/conversations/c1/events", json={"type": "customer_disconnected"}
+    )
+
+    assert (registered.status_code, read.status_code, disconnected.status_code) == (201, 200, 200)
+    calls = counted.take()
+    assert not _of(calls, "widgets"), _summary(calls)
+
+
+OMNICHANNEL_CONFIG = f"/livechatconnector/config/{OMNICHANNEL_ORG_ID}/{WIDGET}"
+PORTAL_ORIGIN = "https://contoso.example"
+
+
+@pytest.mark.parametrize("method", ["GET", "OPTIONS"])
+def test_an_omnichannel_request_from_the_portal_reads_the_settings_once(
+    uncached: Counted, method: str
+) -> None:
+    """Even with the cache off, the widget and its portal origin (CORS) come from one read."""
+    _disconnected(uncached)
+
+    response = uncached.api.request(method, OMNICHANNEL_CONFIG, headers={"Origin": PORTAL_ORIGIN})
+
+    assert response.status_code in (200, 204), response.text
+    assert response.headers["Access-Control-Allow-Origin"] == PORTAL_ORIGIN
+    calls = uncached.take()
+    assert _cost(calls) == Counter({"read widgets": 1}), _summary(calls)
+
+
+def test_with_the_cache_warm_an_omnichannel_request_reads_no_storage(counted: Counted) -> None:
+    _disconnected(counted)
+    _warm(counted)
+
+    response = counted.api.get(OMNICHANNEL_CONFIG, headers={"Origin": PORTAL_ORIGIN})
+
+    assert response.status_code == 200, response.text
+    calls = counted.take()
+    assert not calls, _summary(calls)
+
+
+def test_with_the_cache_off_every_request_reads_the_settings(
+    uncached: Counted,
+) -> None:
+    reconnect_id = _disconnected(uncached)
+
+    context = uncached.api.get(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+    continued = uncached.api.post(f"/widgets/{WIDGET}/reconnect/{reconnect_id}")
+
+    assert (context.status_code, continued.status_code) == (200, 200)
+    calls = uncached.take()
+    expected = CONTEXT_COST + CONTINUE_COST + Counter({"read widgets": 2})
+    assert _cost(calls) == expected, _summary(calls)

@@ -44,6 +44,7 @@ from local.azurite import Azurite
 from local.server import serve_in_thread
 from shared.domain import conversation as domain
 from shared.services.app import App
+from shared.services.widget_cache import DEFAULT_MAX_AGE
 from shared.services.writes import CAPACITY_CHECK_DELAY
 from shared.storage.entities import due_bucket
 from shared.storage.tables import TABLE_NAMES
@@ -431,6 +432,9 @@ def test_after_an_in_memory_restart_concurrent_first_requests_make_the_tables_ag
         with httpx.Client(base_url=base_url, timeout=60) as api:
             seed = seed_data(api)
             in_memory_azurite.restart()
+            # Every widget is gone, as if deleted elsewhere: this instance may serve its cached
+            # settings for the cache's window, never after it (docs/contract.md §2.1).
+            clock.advance(seconds=DEFAULT_MAX_AGE.total_seconds())
 
             calls = [
                 ("GET", "health", None, 200),

@@ -88,6 +88,21 @@ def test_good_wrap_up_auto_close_minutes(value: str, expected: int) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, 5), ("", 5), (" ", 5), ("0", 0), ("1", 1), (" 60 ", 60)]
+)
+def test_widget_settings_cache_seconds(value: str | None, expected: int) -> None:
+    environ = {} if value is None else {"WIDGET_SETTINGS_CACHE_SECONDS": value}
+    assert load_settings(environ).widget_settings_cache_seconds == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "301", "1.5", "5s", "five", "1e3"])
+def test_bad_widget_settings_cache_seconds_is_a_config_error(value: str) -> None:
+    """The app fails closed: a typo must not silently cache for longer than intended."""
+    with pytest.raises(ConfigError, match="WIDGET_SETTINGS_CACHE_SECONDS"):
+        load_settings({"WIDGET_SETTINGS_CACHE_SECONDS": value})
+
+
 @pytest.mark.parametrize("name", ["RECONNECT_SIGNING_KEY", "RECONNECT_PREVIOUS_SIGNING_KEY"])
 @pytest.mark.parametrize("key", ["short", "x" * 31])
 def test_short_signing_key_is_a_config_error(name: str, key: str) -> None:
