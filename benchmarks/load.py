@@ -19,6 +19,11 @@ conversation, sequentially and with the same concurrency. It does all this
 on fresh servers: Azurite and the local host (`python -m local.host`, as `make dev` runs it).
 Everything goes to benchmarks/results/load.json; a table is printed. Both servers are
 stopped by their PID. Nothing here makes assertions about time: it writes figures.
+
+    --in-process   then the same mix again, on a fresh Azurite, with the app's handlers
+                   called directly with a func.HttpRequest in this process (no host, no HTTP):
+                   the app's own CPU per request (thread CPU of the handler calls) and rate
+    --profile F    py-spy (--gil) on the local host during its load, collapsed stacks to F
 """
 
 from __future__ import annotations
@@ -27,12 +32,14 @@ import argparse
 import contextlib
 import importlib.metadata
 import json
+import logging
 import math
 import os
 import platform
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,10 +53,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import azure.functions as func
 import httpx
 from azure.data.tables import TableClient, TableServiceClient
 
 from local.azurite import Azurite
+from local.loader import (
+    DEFAULT_APP,
+    FunctionTable,
+    load_function_app,
+    load_functions,
+    setting_defaults,
+)
 from local.processes import free_port, stop_process_group, wait_for_port
 from shared.storage.entities import CONVERSATION_ROW
 from shared.wiring import storage_client_options
@@ -291,8 +306,11 @@ def run_load(
     concurrency: int,
     duration: float,
     seed_value: int,
+    transport: httpx.BaseTransport | None = None,
 ) -> LoadRun:
-    """Send `requests` requests from `concurrency` threads; stop early after `duration` s."""
+    """Send `requests` requests from `concurrency` threads; stop early after `duration` s.
+
+    With a `transport` (the in-process one) no request leaves the process."""
     rng = random.Random(seed_value)
     plan = choose_kinds(requests, rng)
     run = LoadRun(planned=len(plan))
@@ -305,7 +323,9 @@ def run_load(
         nonlocal next_index
         worker_rng = random.Random(seed_value * 1000 + worker_index)
         local: list[Sample] = []
-        with httpx.Client(base_url=base_url, timeout=REQUEST_TIMEOUT) as client:
+        with httpx.Client(
+            base_url=base_url, timeout=REQUEST_TIMEOUT, transport=transport
+        ) as client:
             while True:
                 with lock:
                     if next_index >= len(plan):
@@ -402,14 +422,18 @@ def point_reads(
             failures += failed
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     threads = [threading.Thread(target=worker, args=(count,)) for count in per_thread]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    # The client's CPU per read: this process does nothing else meanwhile.
+    cpu = time.process_time() - cpu_started
     return {
         "reads": len(latencies),
+        "clientCpuMsPerRead": round(cpu * 1000 / (len(latencies) or 1), 3),
         "concurrency": concurrency,
         "failures": failures,
         "wallSeconds": round(wall, 3),
@@ -533,12 +557,29 @@ def _table(figures: dict[str, Any], nproc: int | None) -> str:
         f"errors: {load['errors']} (5xx: {load['serverErrors']}) {load['errorsByKindAndStatus']}; "
         f"wall {load['wallSeconds']} s; stopped by duration: {load['stoppedByDuration']}"
     )
+    ratio = figures["requestsPerRawRead"]
+    read_cpu = figures["reference"]["sequential"]["clientCpuMsPerRead"]
+    lines.append(f"client CPU of a raw point read (x1): {read_cpu:.2f} ms")
     lines.append(
-        f"CPU during the load: local host {cpu['hostCoresBusy']:.2f} cores "
-        f"({cpu['hostCpuMsPerRequest']:.1f} ms a request), Azurite "
-        f"{cpu['azuriteCoresBusy']:.2f} cores ({cpu['azuriteCpuMsPerRequest']:.1f} ms), "
-        "load generator "
-        f"{cpu['generatorCoresBusy']:.2f} cores (of {nproc}); "
+        f"requests per raw point read: {ratio['sequential']:.3f} (vs x1), "
+        f"{ratio['faster']:.3f} (vs the faster reference); by CPU {ratio['byCpu']:.3f} "
+        "(a raw read's client CPU / a request's CPU where it is served)"
+    )
+    if "appCpuMsPerRequest" in cpu:
+        lines.append(
+            f"CPU during the load: the app's handlers {cpu['appCpuMsPerRequest']:.2f} ms a "
+            f"request; this process (handlers and load generator) {cpu['generatorCoresBusy']:.2f}"
+            f" cores; Azurite {cpu['azuriteCoresBusy']:.2f} cores "
+            f"({cpu['azuriteCpuMsPerRequest']:.1f} ms)"
+        )
+    else:
+        lines.append(
+            f"CPU during the load: local host {cpu['hostCoresBusy']:.2f} cores "
+            f"({cpu['hostCpuMsPerRequest']:.1f} ms a request), Azurite "
+            f"{cpu['azuriteCoresBusy']:.2f} cores ({cpu['azuriteCpuMsPerRequest']:.1f} ms), "
+            f"load generator {cpu['generatorCoresBusy']:.2f} cores (of {nproc})"
+        )
+    lines.append(
         f"load average before {figures['loadAverage']['before']}, "
         f"after {figures['loadAverage']['after']}"
     )
@@ -563,6 +604,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=20261125, help="random seed")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="also run the same mix with the handlers called directly (no host), on a fresh "
+        "Azurite, after the local host's run",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the local host with py-spy (--gil) during the load, in raw "
+        "(collapsed stacks) format, to this file",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke run: 300 requests, 20 conversations, 200 reference reads, 30 s at most; "
@@ -583,84 +637,221 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the process's GIL holder (its CPU, not its waits) until stopped."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    command = [str(py_spy), "record", "--gil", "--format", "raw", "--rate", "200"]
+    profiler = subprocess.Popen(
+        [*command, "--output", str(output), "--pid", str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # py-spy attaches before the load starts
+    return profiler
+
+
+def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    """SIGINT makes py-spy write its output; wait for it by PID."""
+    profiler.send_signal(signal.SIGINT)
+    _, stderr = profiler.communicate(timeout=60)
+    print(stderr.decode("utf-8", "replace").strip(), flush=True)
+
+
 # The local host exactly as `make dev` and the e2e tests run it.
 HOST_MODULE = "local.host"
 
 
-def measure(args: argparse.Namespace, host_module: str, log_path: Path) -> dict[str, Any]:
+class InProcessTransport(httpx.BaseTransport):
+    """Calls the app's HTTP functions directly with a ``func.HttpRequest``: no server, no HTTP.
+
+    Routing is the local host's (`FunctionTable.find`); the handler runs in the calling
+    thread, and the CPU time of that thread during the call is summed: the app's own CPU
+    (handler, use cases, storage client), without any host around it.
+    """
+
+    def __init__(self, table: FunctionTable) -> None:
+        self.table = table
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.handler_cpu_seconds = 0.0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raw_path = request.url.raw_path.split(b"?", 1)[0]
+        found = [
+            (f, params) for f, params in self.table.find(raw_path) if f.accepts(request.method)
+        ]
+        if not found:
+            return httpx.Response(404)
+        function, route_params = found[0]
+        http_request = func.HttpRequest(
+            method=request.method,
+            url=str(request.url),
+            headers=dict(request.headers),
+            params=dict(request.url.params),
+            route_params=route_params,
+            body=request.read(),
+        )
+        began = time.thread_time()
+        result = function.handler(**{function.arg_name: http_request})
+        spent = time.thread_time() - began
+        with self.lock:
+            self.calls += 1
+            self.handler_cpu_seconds += spent
+        return httpx.Response(
+            int(result.status_code), headers=dict(result.headers), content=result.get_body()
+        )
+
+
+@dataclass
+class Target:
+    """Where the load goes: a base URL and, in process, the transport that serves it."""
+
+    base_url: str
+    azurite: Azurite
+    host_pid: int | None = None
+    transport: InProcessTransport | None = None
+
+
+@contextlib.contextmanager
+def local_host_target(signing_key: str, log_path: Path) -> Iterator[Target]:
+    """The local host as `make dev` and the e2e tests run it, over a fresh Azurite."""
+    with servers(signing_key, log_path, HOST_MODULE) as (azurite, host):
+        assert host.process is not None
+        print(f"[local host] pid {host.process.pid} on port {host.port}", flush=True)
+        yield Target(host.base_url, azurite, host_pid=host.process.pid)
+
+
+@contextlib.contextmanager
+def in_process_target(signing_key: str, log_path: Path) -> Iterator[Target]:
+    """The function app imported into this process, over a fresh Azurite, logging as the host."""
+    azurite = Azurite()
+    try:
+        azurite.start()
+        os.environ.update(
+            {
+                "TABLES_CONNECTION_STRING": azurite.connection_string,
+                "RECONNECT_SIGNING_KEY": signing_key,
+                "RECONNECT_ENFORCE_SCHEDULE": IDLE_SCHEDULE,
+            }
+        )
+        os.environ.pop("TABLES_ENDPOINT", None)
+        # The app's own log lines cost what they cost under the host: same level, to a file.
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        logging.getLogger("azure").setLevel(logging.WARNING)
+        try:
+            environ = {**setting_defaults(), **os.environ}
+            table = load_functions(load_function_app(DEFAULT_APP), environ)
+            yield Target("http://in-process", azurite, transport=InProcessTransport(table))
+        finally:
+            root.removeHandler(handler)
+            handler.close()
+    finally:
+        azurite.stop()
+
+
+def measure(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     """One run on fresh servers: seed, warm up, the Azurite reference, then the load."""
     run_id = uuid.uuid4().hex[:8]
     load_before = [round(value, 2) for value in os.getloadavg()]
-    with servers(secrets.token_urlsafe(48), log_path, host_module) as (azurite, host):
-        assert host.process is not None
-        assert azurite.process is not None
-        print(
-            f"[{host_module}] Azurite pid {azurite.pid} on port {azurite.port}; "
-            f"local host pid {host.process.pid} on port {host.port}",
-            flush=True,
-        )
-        with httpx.Client(base_url=host.base_url, timeout=REQUEST_TIMEOUT) as client:
-            seeded = seed(client, args.widgets, args.conversations, run_id)
-        # Warm-up: first requests pay for imports, connections and caches.
-        run_load(
-            host.base_url,
-            seeded,
-            requests=args.warmup,
-            concurrency=args.concurrency,
-            duration=args.duration,
-            seed_value=args.seed + 1,
-        )
+    azurite = target.azurite
+    assert azurite.process is not None
+    with httpx.Client(
+        base_url=target.base_url, timeout=REQUEST_TIMEOUT, transport=target.transport
+    ) as client:
+        seeded = seed(client, args.widgets, args.conversations, run_id)
+    # Warm-up: first requests pay for imports, connections and caches.
+    run_load(
+        target.base_url,
+        seeded,
+        requests=args.warmup,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        seed_value=args.seed + 1,
+        transport=target.transport,
+    )
 
-        def make_client() -> TableClient:
-            # Built as the app builds its own (shared/wiring.py).
-            endpoint = TableServiceClient.from_connection_string(azurite.connection_string).url
-            service = TableServiceClient.from_connection_string(
-                azurite.connection_string, **storage_client_options(endpoint)
-            )
-            return service.get_table_client("conversations")
+    def make_client() -> TableClient:
+        # Built as the app builds its own (shared/wiring.py).
+        endpoint = TableServiceClient.from_connection_string(azurite.connection_string).url
+        service = TableServiceClient.from_connection_string(
+            azurite.connection_string, **storage_client_options(endpoint)
+        )
+        return service.get_table_client("conversations")
 
-        partition = seeded.conversations[0][1]
-        sequential = point_reads(make_client, partition, reads=args.reference_reads, concurrency=1)
-        concurrent = point_reads(
-            make_client, partition, reads=args.reference_reads, concurrency=args.concurrency
-        )
-        cpu_before = (
-            process_group_cpu_seconds(host.process.pid),
-            process_group_cpu_seconds(azurite.process.pid),
-            time.process_time(),
-        )
-        load = run_load(
-            host.base_url,
-            seeded,
-            requests=args.requests,
-            concurrency=args.concurrency,
-            duration=args.duration,
-            seed_value=args.seed,
-        )
-        cpu_after = (
-            process_group_cpu_seconds(host.process.pid),
-            process_group_cpu_seconds(azurite.process.pid),
-            time.process_time(),
-        )
+    partition = seeded.conversations[0][1]
+    sequential = point_reads(make_client, partition, reads=args.reference_reads, concurrency=1)
+    concurrent = point_reads(
+        make_client, partition, reads=args.reference_reads, concurrency=args.concurrency
+    )
+    host_pid = target.host_pid
+    profiler = _start_profiler(host_pid, args.profile) if args.profile and host_pid else None
+    handler_before = (
+        (target.transport.calls, target.transport.handler_cpu_seconds)
+        if target.transport
+        else (0, 0.0)
+    )
+    cpu_before = (
+        process_group_cpu_seconds(host_pid) if host_pid else 0.0,
+        process_group_cpu_seconds(azurite.process.pid),
+        time.process_time(),
+    )
+    load = run_load(
+        target.base_url,
+        seeded,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        seed_value=args.seed,
+        transport=target.transport,
+    )
+    cpu_after = (
+        process_group_cpu_seconds(host_pid) if host_pid else 0.0,
+        process_group_cpu_seconds(azurite.process.pid),
+        time.process_time(),
+    )
+    if profiler is not None:
+        _stop_profiler(profiler)
     wall = load.wall_seconds or 1.0
     completed = len(load.samples) or 1
     host_cpu = cpu_after[0] - cpu_before[0]
     azurite_cpu = cpu_after[1] - cpu_before[1]
+    cpu = {
+        "hostCoresBusy": round(host_cpu / wall, 3),
+        "azuriteCoresBusy": round(azurite_cpu / wall, 3),
+        "generatorCoresBusy": round((cpu_after[2] - cpu_before[2]) / wall, 3),
+        "hostCpuMsPerRequest": round(host_cpu * 1000 / completed, 2),
+        "azuriteCpuMsPerRequest": round(azurite_cpu * 1000 / completed, 2),
+    }
+    if target.transport is not None:
+        calls = target.transport.calls - handler_before[0]
+        spent = target.transport.handler_cpu_seconds - handler_before[1]
+        # In process, "the generator" is this whole process: handlers included.
+        cpu["appCpuMsPerRequest"] = round(spent * 1000 / (calls or 1), 3)
+    reference_rate = max(sequential["readsPerSecond"], concurrent["readsPerSecond"])
+    summary = summarize_load(load)
+    # What one request costs the process that serves it (the host, or the app's handlers
+    # when in process), counted in raw reads' client CPU: the rate ratio the two would reach
+    # if each had a core to itself, which a shared machine's scheduling does not distort.
+    serving_ms = cpu.get("appCpuMsPerRequest", cpu["hostCpuMsPerRequest"])
+    read_ms = sequential["clientCpuMsPerRead"]
     return {
-        "hostModule": host_module,
-        "load": summarize_load(load),
+        "variant": "inProcess" if target.transport else "localHost",
+        "load": summary,
         "reference": {
             "what": "Azurite get_entity of one seeded conversation entity, same client options",
             "sequential": sequential,
             "concurrent": concurrent,
         },
-        "cpu": {
-            "hostCoresBusy": round(host_cpu / wall, 3),
-            "azuriteCoresBusy": round(azurite_cpu / wall, 3),
-            "generatorCoresBusy": round((cpu_after[2] - cpu_before[2]) / wall, 3),
-            "hostCpuMsPerRequest": round(host_cpu * 1000 / completed, 2),
-            "azuriteCpuMsPerRequest": round(azurite_cpu * 1000 / completed, 2),
+        "requestsPerRawRead": {
+            "sequential": round(summary["requestsPerSecond"] / sequential["readsPerSecond"], 3),
+            "faster": round(summary["requestsPerSecond"] / reference_rate, 3),
+            "byCpu": round(read_ms / serving_ms, 3) if serving_ms else 0.0,
         },
+        "cpu": cpu,
         "loadAverage": {
             "before": load_before,
             "after": [round(value, 2) for value in os.getloadavg()],
@@ -673,7 +864,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     # The host logs every request; kept outside the repository, removed after a clean run.
     log_dir = Path(tempfile.mkdtemp(prefix="load-host-"))
-    runs = {"localHost": measure(args, HOST_MODULE, log_dir / "host.log")}
+    runs: dict[str, dict[str, Any]] = {}
+    signing_key = secrets.token_urlsafe(48)
+    with local_host_target(signing_key, log_dir / "host.log") as target:
+        runs["localHost"] = measure(args, target)
+    if args.in_process:
+        with in_process_target(signing_key, log_dir / "in-process.log") as target:
+            runs["inProcess"] = measure(args, target)
     figures: dict[str, Any] = {
         "command": "python -m benchmarks.load "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -695,7 +892,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.output.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     for variant, run in runs.items():
-        print(f"\n== {variant} ({run['hostModule']})")
+        print(f"\n== {variant}")
         print(_table(run, figures["environment"]["nproc"]))
     print(f"\nwritten to {args.output}")
     if any(run["load"]["errors"] for run in runs.values()):

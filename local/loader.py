@@ -31,7 +31,7 @@ from croniter import croniter
 from starlette.routing import BaseRoute
 
 from local.errors import HostError
-from local.routes import RouteTemplate, compile_route, read_route_prefix
+from local.routes import RouteTemplate, compile_route, matchable, read_route_prefix
 
 DEFAULT_APP = "function_app:app"
 
@@ -99,8 +99,9 @@ class FunctionTable:
         """Every HTTP function whose route matches the (percent-encoded) path, most specific
         first."""
         found: list[tuple[HttpFunction, dict[str, str]]] = []
+        escaped = matchable(raw_path)
         for function in self.http:
-            params = function.route.match(raw_path)
+            params = function.route.match_escaped(escaped)
             if params is not None:
                 found.append((function, params))
         return found

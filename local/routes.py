@@ -157,15 +157,17 @@ def split_path(raw_path: str | bytes) -> list[str]:
     return [unquote_to_bytes(segment).decode("utf-8", "replace") for segment in raw.split(b"/")]
 
 
-def _matchable(raw_path: str | bytes) -> str:
+def matchable(raw_path: str | bytes) -> str:
     """The decoded path with "/" and "%" inside segments escaped, for the compiled pattern."""
+    # "%" first, so the "%" of a "%2F" just written is not escaped again.
     return "/".join(
-        "".join(_ESCAPES.get(char, char) for char in segment) for segment in split_path(raw_path)
+        segment.replace("%", _ESCAPES["%"]).replace("/", _ESCAPES["/"])
+        for segment in split_path(raw_path)
     )
 
 
 def _unescape(value: str) -> str:
-    """A matched value with the escapes of ``_matchable`` undone."""
+    """A matched value with the escapes of ``matchable`` undone."""
     return _ESCAPED.sub(lambda found: {"%25": "%", "%2F": "/"}[found.group()], value)
 
 
@@ -185,7 +187,11 @@ class RouteTemplate:
         ``raw_path`` is the path as sent, still percent-encoded: it is split into segments
         first and each segment decoded after, so an encoded ``/`` stays inside its segment.
         """
-        found = self.pattern.match(_matchable(raw_path))
+        return self.match_escaped(matchable(raw_path))
+
+    def match_escaped(self, escaped_path: str) -> dict[str, str] | None:
+        """``match`` for a path already passed through ``matchable`` (once for all routes)."""
+        found = self.pattern.match(escaped_path)
         if found is None:
             return None
         values: dict[str, str] = {}
