@@ -9,7 +9,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export FUNCTIONS_PORT ?= 7071
 export AZURITE_TABLE_PORT ?= 10002
 
-.PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep
+.PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep bench-events
 
 dev: deps ## Start Azurite and the local Functions host with the demo; Ctrl-C stops both.
 	$(BIN)/python -m local.dev
@@ -61,6 +61,12 @@ bench-load: deps
 # benchmarks/results/sweep.json. Not part of `make test`. `make bench-sweep ARGS=--quick`.
 bench-sweep: deps
 	$(BIN)/python -m benchmarks.sweep $(ARGS)
+
+# Integration-event latency under the load mix, stored -> visible on the public queue (own
+# Azurite tables and queues, local host, relay); writes benchmarks/results/events.json.
+# `make bench-events ARGS=--quick`.
+bench-events: deps
+	$(BIN)/python -m benchmarks.events $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mypy_cache .ruff_cache .pytest_cache .dev
