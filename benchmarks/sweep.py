@@ -110,7 +110,8 @@ TARGET_RATE_RATIO_EVENTS = 0.6
 # The local host's queue listener takes up to this many messages at once and handles them
 # concurrently (host.json extensions.queues.batchSize, the Functions host's default).
 RELAY_BATCH = 16
-QUEUE_ATTEMPTS = 5
+# Tries of a queue request before the benchmark gives up (about 2.5 minutes of breaker waits).
+QUEUE_ATTEMPTS = 30
 
 
 @dataclasses.dataclass(frozen=True)
