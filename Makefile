@@ -10,7 +10,7 @@ export FUNCTIONS_PORT ?= 7071
 export AZURITE_TABLE_PORT ?= 10002
 export AZURITE_QUEUE_PORT ?= 10001
 
-.PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep bench-coldstart
+.PHONY: dev test deps lint typecheck unit clean chromium bench-load bench-sweep bench-coldstart bench-events
 
 dev: deps ## Start Azurite (tables, queues) and the local Functions host with the demo; Ctrl-C stops them.
 	$(BIN)/python -m local.dev
@@ -68,6 +68,12 @@ bench-sweep: deps
 # `make bench-coldstart ARGS="--bytecode none"` compiles the app from source on every start.
 bench-coldstart: deps
 	$(BIN)/python -m benchmarks.coldstart $(ARGS)
+
+# Integration-event latency under the load mix, stored -> visible on the public queue (own
+# Azurite tables and queues, local host, relay); writes benchmarks/results/events.json.
+# `make bench-events ARGS=--quick`.
+bench-events: deps
+	$(BIN)/python -m benchmarks.events $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .mypy_cache .ruff_cache .pytest_cache .dev

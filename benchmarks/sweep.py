@@ -19,6 +19,15 @@ It starts its own in-memory Azurite on a free 127.0.0.1 port (stopped by its PID
     exactly as the app builds its own; the same updates from TIMER_WORKERS threads are
     measured too, and the faster of the two is the baseline. Target: >= 0.7.
 
+With integration events on (`--events on|off|both`, default both) every scenario's App
+also has event queues of its own on an Azurite queue service the benchmark starts: the
+timer stages its outcomes' events (one outbox message per chunk) and flushes outbox notes,
+and its (b) target is >= 0.6; "both" adds the smallest scenario again without events, so
+that (b) is reported both ways from the same repetitions and baseline. After each timed run
+with events the relay drains what the run staged, timed on its own (events/s, requests per
+event), as the local host's queue listener does (RELAY_BATCH messages at a time,
+concurrently); every event must reach the public queue exactly once.
+
 Targets are judged on the best repetition (the machine is shared: interference only adds
 time); medians are reported alongside. Each timed run also records the HTTP requests sent,
 this process's CPU time and Azurite's CPU time (Linux /proc).
@@ -39,6 +48,8 @@ not do what it should.
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import dataclasses
 import gc
 import importlib.metadata
@@ -57,10 +68,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from local.azurite import Azurite
+from local.azurite import Azurite, AzuriteQueue
 from shared.config import load_settings
 from shared.domain import conversation as domain
 from shared.domain.conversation import Event, EventType
@@ -68,10 +80,12 @@ from shared.domain.links import LinkSigner
 from shared.domain.settings import WidgetSettings
 from shared.services.app import App
 from shared.services.enforcement import TIMER_WORKERS, EnforcementReport
+from shared.services.outbox import EventQueues
 from shared.storage.entities import due_bucket
+from shared.storage.queues import BREAKER_SECONDS, QueueUnavailable
 from shared.storage.store import TableStore
 from shared.storage.table_wire import MAX_OPERATIONS
-from shared.wiring import table_service_client
+from shared.wiring import event_queues, table_service_client
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +105,13 @@ CHATS_PER_AGENT = 5
 INSERT_WORKERS = 8
 TARGET_STORED_RATIO = 1.2
 TARGET_RATE_RATIO = 0.7
+# Issue 14: with integration events on, the timer also stages its outcomes' events.
+TARGET_RATE_RATIO_EVENTS = 0.6
+# The local host's queue listener takes up to this many messages at once and handles them
+# concurrently (host.json extensions.queues.batchSize, the Functions host's default).
+RELAY_BATCH = 16
+# Tries of a queue request before the benchmark gives up (about 2.5 minutes of breaker waits).
+QUEUE_ATTEMPTS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +119,9 @@ class Plan:
     expirations: int
     stored: tuple[int, ...]
     repetitions: int
+    # "on": every scenario with integration events (the product's default); "off": none;
+    # "both": every scenario with events, plus the smallest without, for ratio (b) both ways.
+    events: str = "both"
 
 
 FULL = Plan(expirations=1000, stored=(0, 10_000, 50_000), repetitions=5)
@@ -215,10 +239,18 @@ class Scenario:
     clock: MovableClock
     service: App
     runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The scenario's own event queues (None: events off), and a client each to count and
+    # empty them (the app's StorageQueue only sends, receives and deletes).
+    queues: EventQueues | None = None
+    probes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def events(self) -> bool:
+        return self.queues is not None
 
     @property
     def name(self) -> str:
-        return f"stored-{self.stored}"
+        return f"stored-{self.stored}-events-{'on' if self.events else 'off'}"
 
 
 def app_client(connection_string: str) -> TableServiceClient:
@@ -232,16 +264,54 @@ def app_client(connection_string: str) -> TableServiceClient:
     return table_service_client(settings)
 
 
-def build_scenario(connection_string: str, stored: int, workers: ThreadPoolExecutor) -> Scenario:
+def scenario_queues(queue_connection_string: str, stored: int) -> EventQueues:
+    """A scenario's own outbox and public queues, wired as the app wires them."""
+    settings = load_settings(
+        {
+            "RECONNECT_SIGNING_KEY": SIGNING_KEY.decode(),
+            "QUEUES_CONNECTION_STRING": queue_connection_string,
+            "EVENTS_QUEUE": f"sweep{stored}-events",
+            "EVENTS_OUTBOX_QUEUE": f"sweep{stored}-outbox",
+        }
+    )
+    queues = event_queues(settings)
+    assert queues is not None
+    return queues
+
+
+def build_scenario(
+    connection_string: str,
+    stored: int,
+    workers: ThreadPoolExecutor,
+    queue_connection_string: str | None = None,
+) -> Scenario:
+    """A scenario on tables of its own; with events on its own queues when a queue service
+    is given."""
+    events = queue_connection_string is not None
     client = app_client(connection_string)
-    store = TableStore(client, table_prefix=f"sweep{stored}x")
+    store = TableStore(client, table_prefix=f"sweep{stored}{'e' if events else 'n'}x")
     store.ensure_tables()
     clock = MovableClock(BASE)
-    service = App(store, LinkSigner(SIGNING_KEY), auto_close_after=AUTO_CLOSE, clock=clock)
+    queues = (
+        None
+        if queue_connection_string is None
+        else scenario_queues(queue_connection_string, stored)
+    )
+    service = App(
+        store, LinkSigner(SIGNING_KEY), auto_close_after=AUTO_CLOSE, clock=clock, events=queues
+    )
     service.settings.put_widget(
         WidgetSettings(WIDGET, True, int(TIME_LIMIT.total_seconds() // 60), PORTAL)
     )
-    scenario = Scenario(stored, client, clock, service)
+    scenario = Scenario(stored, client, clock, service, queues=queues)
+    if queues is not None and queue_connection_string is not None:
+        from azure.storage.queue import QueueClient
+
+        for queue in (queues.outbox, queues.public):
+            probe = QueueClient.from_connection_string(queue_connection_string, queue.name)
+            with contextlib.suppress(ResourceExistsError):
+                probe.create_queue()
+            scenario.probes[queue.name] = probe
     if stored:
         started = time.perf_counter()
         ids = [f"bg-{index:06d}" for index in range(stored)]
@@ -295,9 +365,13 @@ class RequestCounter:
 REQUESTS = RequestCounter()
 
 
-def timed(action: Callable[[], T], azurite_pid: int | None) -> tuple[T, dict[str, Any]]:
-    """Run `action`; its wall time, this process's CPU, Azurite's CPU and requests sent."""
+def timed(
+    action: Callable[[], T], azurite_pid: int | None, queue_pid: int | None = None
+) -> tuple[T, dict[str, Any]]:
+    """Run `action`; its wall time, this process's CPU, Azurite's CPU (and its queue
+    service's, when given) and requests sent."""
     gc.collect()
+    queue_before = cpu_seconds(queue_pid)
     azurite_before = cpu_seconds(azurite_pid)
     requests_before = REQUESTS.count
     cpu_before = time.process_time()
@@ -307,14 +381,112 @@ def timed(action: Callable[[], T], azurite_pid: int | None) -> tuple[T, dict[str
     python_cpu = time.process_time() - cpu_before
     requests = REQUESTS.count - requests_before
     azurite_after = cpu_seconds(azurite_pid)
+    queue_after = cpu_seconds(queue_pid)
     azurite_cpu = (
         None if azurite_before is None or azurite_after is None else azurite_after - azurite_before
     )
-    return result, {
+    figures: dict[str, Any] = {
         "seconds": round(seconds, 4),
         "pythonCpuSeconds": round(python_cpu, 3),
         "azuriteCpuSeconds": None if azurite_cpu is None else round(azurite_cpu, 3),
         "requests": requests,
+    }
+    if queue_before is not None and queue_after is not None:
+        figures["azuriteQueueCpuSeconds"] = round(queue_after - queue_before, 3)
+    return result, figures
+
+
+def queue_length(scenario: Scenario, name: str) -> int:
+    """Messages on one of the scenario's queues (Azurite counts exactly)."""
+    return int(scenario.probes[name].get_queue_properties().approximate_message_count)
+
+
+def patiently(action: Callable[[], T], failures: list[int]) -> T:
+    """`action`, tried again while the queue is unavailable (the machine is shared: Azurite
+    may miss the app's short queue timeouts); each failure is counted in `failures`."""
+    for _ in range(QUEUE_ATTEMPTS - 1):
+        try:
+            return action()
+        except QueueUnavailable:
+            failures.append(1)
+            # The queue adapter's breaker skips the queue for this long after a failure.
+            time.sleep(BREAKER_SECONDS + 0.1)
+    return action()
+
+
+def relay_all(scenario: Scenario, pool: ThreadPoolExecutor) -> dict[str, int]:
+    """Relay every message on the scenario's outbox queue as the local host's queue listener
+    does: take up to RELAY_BATCH at a time, relay them concurrently, delete each once
+    relayed, until the queue is empty. What the relay did, summed; queue failures (the
+    message relayed again, as the host would) counted."""
+    relay = scenario.service.relay
+    assert relay is not None, "events are off"
+    outbox = relay.outbox.queue
+    totals = {"messages": 0, "sent": 0, "waiting": 0, "dropped": 0, "forgotten": 0}
+    failures: list[int] = []
+
+    def handle(item: tuple[str, Any]) -> Any:
+        text, receipt = item
+        report = patiently(lambda: relay.relay(json.loads(base64.b64decode(text))), failures)
+        patiently(lambda: outbox.delete(receipt), failures)
+        return report
+
+    while batch := patiently(lambda: outbox.receive(RELAY_BATCH, visibility_timeout=600), failures):
+        totals["messages"] += len(batch)
+        for report in pool.map(handle, batch):
+            for key in ("sent", "waiting", "dropped", "forgotten"):
+                totals[key] += getattr(report, key)
+    totals["queueFailures"] = len(failures)
+    return totals
+
+
+def settle_events(scenario: Scenario, pool: ThreadPoolExecutor) -> None:
+    """Untimed: relay what setting up staged (and the outbox notes of any staging the queue
+    did not take in time) and empty the public queue, so that a timed run does only its own."""
+    if scenario.queues is None or scenario.service.relay is None:
+        return
+    relay_all(scenario, pool)
+    failures: list[int] = []
+    while patiently(scenario.service.relay.flush_notes, failures).sent:
+        pass
+    scenario.probes[scenario.queues.public.name].clear_messages()
+
+
+def measure_relay(
+    scenario: Scenario,
+    expected: int,
+    pool: ThreadPoolExecutor,
+    azurite_pid: int | None,
+    queue_pid: int | None,
+) -> dict[str, Any]:
+    """Time the relay draining what one timer run staged; check that all `expected` events
+    reached the public queue (those the run staged as outbox notes, because the queue did
+    not answer in time, the run itself or the untimed flush after the drain sends)."""
+    assert scenario.queues is not None
+    relay = scenario.service.relay
+    assert relay is not None
+    staged_messages = queue_length(scenario, scenario.queues.outbox.name)
+    totals, figures = timed(lambda: relay_all(scenario, pool), azurite_pid, queue_pid)
+    failures: list[int] = []
+    from_notes = 0
+    while sent := patiently(relay.flush_notes, failures).sent:
+        from_notes += sent
+    published = queue_length(scenario, scenario.queues.public.name)
+    if totals["waiting"] or totals["dropped"] or published < expected:
+        raise BenchmarkFailed(
+            f"{scenario.name}: relay {totals}, {from_notes} from notes afterwards, "
+            f"{published} on the public queue, {expected} expected"
+        )
+    scenario.probes[scenario.queues.public.name].clear_messages()
+    return {
+        "stagedMessages": staged_messages,
+        **totals,
+        "sentFromNotesAfterwards": from_notes,
+        # Sent twice: a relay that failed after sending some of a message's events.
+        "duplicatesPublished": published - expected,
+        **figures,
+        "eventsPerSecond": round(totals["sent"] / figures["seconds"], 1),
+        "requestsPerEvent": round(figures["requests"] / max(totals["sent"], 1), 3),
     }
 
 
@@ -324,8 +496,10 @@ def measure_enforcement(
     expirations: int,
     workers: ThreadPoolExecutor,
     azurite_pid: int | None,
+    queue_pid: int | None = None,
 ) -> dict[str, Any]:
-    """Insert `expirations` conversations due now and time the one run that expires them."""
+    """Insert `expirations` conversations due now and time the one run that expires them;
+    with events on, then time the relay sending that run's events."""
     moment = BASE + repetition * REPETITION_GAP
     scenario.clock.now = moment
     # Untimed: moves the checkpoint up to this moment (and auto-closes the previous
@@ -333,9 +507,16 @@ def measure_enforcement(
     scenario.service.timer.run()
     ids = [f"exp-{repetition}-{index:05d}" for index in range(expirations)]
     insert_expiring(scenario, ids, moment, workers)
-    scenario.clock.now = moment + TIME_LIMIT + timedelta(minutes=1)
-    report, figures = timed(scenario.service.timer.run, azurite_pid)
-    check_report(scenario, report, expirations)
+    with ThreadPoolExecutor(max_workers=RELAY_BATCH) as relay_pool:
+        settle_events(scenario, relay_pool)
+        scenario.clock.now = moment + TIME_LIMIT + timedelta(minutes=1)
+        report, figures = timed(scenario.service.timer.run, azurite_pid, queue_pid)
+        check_report(scenario, report, expirations)
+        relayed = (
+            None
+            if scenario.queues is None
+            else measure_relay(scenario, expirations, relay_pool, azurite_pid, queue_pid)
+        )
     run = {
         "repetition": repetition,
         **figures,
@@ -348,9 +529,13 @@ def measure_enforcement(
             "pending": report.pending,
             "errors": report.errors,
             "capacityReleased": report.capacity_released,
+            "eventsSentFromNotes": report.events_sent,
+            "eventErrors": report.event_errors,
             "buckets": [report.first_bucket, report.last_bucket],
         },
     }
+    if relayed is not None:
+        run["relay"] = relayed
     scenario.runs.append(run)
     return run
 
@@ -462,6 +647,7 @@ def environment() -> dict[str, Any]:
         "azurite": json.loads(package.read_text())["version"] if package.exists() else None,
         "azure-data-tables": _version("azure-data-tables"),
         "azure-core": _version("azure-core"),
+        "azure-storage-queue": _version("azure-storage-queue"),
         "timerWorkers": TIMER_WORKERS,
     }
 
@@ -471,8 +657,82 @@ def summarize(scenarios: Sequence[Scenario], raw: Sequence[dict[str, Any]]) -> d
 
     The machine is shared, so interference only ever adds time: the fastest repetition is
     the best estimate of the cost itself (the reasoning of `timeit`). Medians are reported
-    alongside.
+    alongside. (a) and the targets are about the scenarios with events on (unless the plan
+    turned them off); ratio (b) of the one without events, when there is one, is reported
+    beside, from the same repetitions and the same baseline.
     """
+    with_events = [scenario for scenario in scenarios if scenario.events]
+    without = [scenario for scenario in scenarios if not scenario.events]
+    summary = _summarize(with_events or without, raw)
+    summary["events"] = bool(with_events)
+    summary["rateRatioTarget"] = TARGET_RATE_RATIO_EVENTS if with_events else TARGET_RATE_RATIO
+    summary["rateRatioMet"] = summary["best"]["rateRatio"] >= summary["rateRatioTarget"]
+    if with_events and without:
+        off = _summarize(without, raw)
+        summary["eventsOff"] = {
+            "best": off["best"],
+            "median": off["median"],
+            "rateRatioTarget": TARGET_RATE_RATIO,
+            "rateRatioMet": off["best"]["rateRatio"] >= TARGET_RATE_RATIO,
+            "perExpiration": off["perExpiration"],
+        }
+    summary["perRepetition"] = per_repetition(scenarios, raw)
+    if with_events:
+        summary["relay"] = relay_summary(min(with_events, key=lambda scenario: scenario.stored))
+    return summary
+
+
+def raw_rate(baseline: dict[str, Any]) -> float:
+    """A repetition's baseline: the faster of one thread and TIMER_WORKERS threads."""
+    updates = float(baseline["updates"])
+    seconds = min(float(baseline["seconds"]), float(baseline["concurrent"]["seconds"]))
+    return updates / seconds
+
+
+def per_repetition(
+    scenarios: Sequence[Scenario], raw: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Ratio (b) of each no-background scenario in each repetition, against that
+    repetition's own baseline: the spread of the ratio, events on and off side by side."""
+    smallest = min(scenario.stored for scenario in scenarios)
+    rows = []
+    for index, baseline in enumerate(raw):
+        row: dict[str, Any] = {
+            "repetition": index,
+            "rawBaselinePerSecond": round(raw_rate(baseline), 1),
+        }
+        for scenario in scenarios:
+            if scenario.stored == smallest:
+                run = scenario.runs[index]
+                rate = run["expirationsPerSecond"]
+                key = "eventsOn" if scenario.events else "eventsOff"
+                row[key] = {
+                    "expirationsPerSecond": rate,
+                    "rateRatio": round(rate / raw_rate(baseline), 3),
+                }
+        rows.append(row)
+    return rows
+
+
+def relay_summary(scenario: Scenario) -> dict[str, Any]:
+    """The relay draining each timed run's events: best and median rate, requests per event."""
+    relays = [run["relay"] for run in scenario.runs]
+    return {
+        "scenario": scenario.name,
+        "batch": RELAY_BATCH,
+        "eventsPerRun": relays[0]["sent"],
+        "stagedMessagesPerRun": statistics.median(r["stagedMessages"] for r in relays),
+        "bestEventsPerSecond": max(r["eventsPerSecond"] for r in relays),
+        "medianEventsPerSecond": round(statistics.median(r["eventsPerSecond"] for r in relays), 1),
+        "requestsPerEvent": statistics.median(r["requestsPerEvent"] for r in relays),
+        "pythonCpuMsPerEvent": round(
+            statistics.median(r["pythonCpuSeconds"] * 1000 / r["sent"] for r in relays), 3
+        ),
+    }
+
+
+def _summarize(scenarios: Sequence[Scenario], raw: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """(a) and (b) of scenarios that differ only in what is stored."""
     expirations = scenarios[0].runs[0]["report"]["expired"]
     updates = raw[0]["updates"]
     pick: dict[str, Callable[[list[float]], float]] = {
@@ -545,7 +805,8 @@ def table(figures: dict[str, Any]) -> str:
     none = summary["byStored"][str(min(plan["stored"]))]
     lines = [
         f"Time-limit sweep: {plan['expirations']:,} expirations per run, "
-        f"{plan['repetitions']} repetition(s); targets judged on the best repetition",
+        f"{plan['repetitions']} repetition(s); targets judged on the best repetition; "
+        f"integration events {'on' if summary['events'] else 'off'}",
         "",
         f"{'stored (not yet expired)':>26} | {'best s':>8} | {'median s':>9} | "
         f"{'expirations/s':>13} | {'vs none':>7} | {'vs none (median)':>16}",
@@ -578,10 +839,47 @@ def table(figures: dict[str, Any]) -> str:
         f"{met[summary['rateRatioMet']]}",
         f"    raw: the faster of one thread ({best['rawConditionalUpdatesPerSecond']:,.0f}/s) "
         f"and {TIMER_WORKERS} threads ({best['rawConcurrentUpdatesPerSecond']:,.0f}/s)",
+    ]
+    if "eventsOff" in summary:
+        off = summary["eventsOff"]
+        lines.append(
+            f"(b) with events off, same run: expirations/s "
+            f"{off['best']['expirationsPerSecond']:,.0f}: {off['best']['rateRatio']:.3f} "
+            f"(median {off['median']['rateRatio']:.3f}); target >= {off['rateRatioTarget']}: "
+            f"{met[off['rateRatioMet']]}"
+        )
+    lines.append(
+        "(b) per repetition (its own baseline): "
+        + "; ".join(
+            " ".join(
+                f"{key.removeprefix('events').lower()} {row[key]['rateRatio']:.3f}"
+                for key in ("eventsOn", "eventsOff")
+                if key in row
+            )
+            for row in summary["perRepetition"]
+        )
+    )
+    if "relay" in summary:
+        relay = summary["relay"]
+        lines.append(
+            f"relay draining a run's {relay['eventsPerRun']:,} events "
+            f"({relay['stagedMessagesPerRun']:g} outbox messages, {relay['batch']} at a time): "
+            f"{relay['bestEventsPerSecond']:,.0f} events/s best, "
+            f"{relay['medianEventsPerSecond']:,.0f} median; "
+            f"{relay['requestsPerEvent']:.3f} requests an event"
+        )
+    lines += [
         "",
         f"{'medians, per':>26} | {'requests':>9} | {'client CPU ms':>13} | {'Azurite CPU ms':>14}",
         f"{'-' * 26}-+-{'-' * 9}-+-{'-' * 13}-+-{'-' * 14}",
-        per_row("expiration (stored 0)", summary["perExpiration"]),
+        per_row(
+            "expiration" + (", events on" if summary["events"] else ""), summary["perExpiration"]
+        ),
+        *(
+            [per_row("expiration, events off", summary["eventsOff"]["perExpiration"])]
+            if "eventsOff" in summary
+            else []
+        ),
         per_row("raw conditional update", summary["perRawUpdate"]),
         "",
         f"load average before {figures['loadAverage']['before']}, "
@@ -605,15 +903,29 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated background sizes, e.g. 0,10000,50000",
     )
     parser.add_argument("--repetitions", type=int, help="timed runs per scenario")
+    parser.add_argument(
+        "--events",
+        choices=("both", "on", "off"),
+        default="both",
+        help="integration events: on in every scenario, off, or both (on, plus the smallest "
+        "scenario again without events: ratio (b) both ways in one run; the default)",
+    )
     return parser.parse_args(argv)
 
 
-def run(plan: Plan, azurite: Azurite) -> tuple[list[Scenario], list[dict[str, Any]]]:
+def run(
+    plan: Plan, azurite: Azurite, queues: AzuriteQueue | None
+) -> tuple[list[Scenario], list[dict[str, Any]]]:
+    queue_pid = None if queues is None else queues.pid
+    queue_connection = None if queues is None else queues.connection_string
     with ThreadPoolExecutor(max_workers=INSERT_WORKERS) as workers:
         print("setting up scenarios (not measured)", flush=True)
         scenarios = [
-            build_scenario(azurite.connection_string, stored, workers) for stored in plan.stored
+            build_scenario(azurite.connection_string, stored, workers, queue_connection)
+            for stored in plan.stored
         ]
+        if plan.events == "both":
+            scenarios.append(build_scenario(azurite.connection_string, min(plan.stored), workers))
         raw_client = app_client(azurite.connection_string)
         raw: list[dict[str, Any]] = []
         for repetition in range(plan.repetitions):
@@ -621,11 +933,14 @@ def run(plan: Plan, azurite: Azurite) -> tuple[list[Scenario], list[dict[str, An
             shift = repetition % len(scenarios)
             for scenario in scenarios[shift:] + scenarios[:shift]:
                 measured = measure_enforcement(
-                    scenario, repetition, plan.expirations, workers, azurite.pid
+                    scenario, repetition, plan.expirations, workers, azurite.pid, queue_pid
+                )
+                relayed = (
+                    f"; relay {measured['relay']['seconds']:.3f} s" if "relay" in measured else ""
                 )
                 print(
-                    f"  repetition {repetition + 1}: {scenario.name:>14}: "
-                    f"{measured['seconds']:.3f} s",
+                    f"  repetition {repetition + 1}: {scenario.name:>24}: "
+                    f"{measured['seconds']:.3f} s{relayed}",
                     flush=True,
                 )
             baseline = measure_raw_updates(
@@ -647,6 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         expirations=args.expirations or plan.expirations,
         stored=args.stored or plan.stored,
         repetitions=args.repetitions or plan.repetitions,
+        events=args.events,
     )
     custom = (args.expirations, args.stored, args.repetitions) != (None, None, None)
     default_name = "sweep-quick.json" if args.quick or custom else "sweep.json"
@@ -655,12 +971,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = [round(value, 2) for value in os.getloadavg()]
     REQUESTS.install()
     azurite = Azurite().start()
+    queues: AzuriteQueue | None = None
     try:
-        scenarios, raw = run(plan, azurite)
+        if plan.events != "off":
+            queues = AzuriteQueue()
+            queues.start()
+        scenarios, raw = run(plan, azurite, queues)
     except BenchmarkFailed as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 2
     finally:
+        if queues is not None:
+            queues.stop()
         azurite.stop()
     figures: dict[str, Any] = {
         "benchmark": "time-limit sweep",
