@@ -108,6 +108,7 @@ var tableNames = [
   'customers'
   'capacity'
   'enforcer'
+  'outbox'
 ]
 
 // The private outbox the app stages each change's event in before the write, relayed to

@@ -10,14 +10,15 @@ import azure.functions as func
 from shared.api.http import Answer, Operation, blueprint, endpoint, json_response, parse, path_id
 from shared.api.lazy import LazyModule
 from shared.domain.conversation import Event
-from shared.wire.conversations import conversation_view
 from shared.wiring import get_service
 
 if TYPE_CHECKING:
     from shared.api import schemas
+    from shared.wire import conversations as wire
 else:
     # The contract models are built on first use, not with the app (docs/performance.md).
     schemas = LazyModule("shared.api.schemas")
+    wire = LazyModule("shared.wire.conversations")
 
 
 bp = blueprint()
@@ -64,7 +65,7 @@ def register_conversation(req: func.HttpRequest) -> func.HttpResponse:
         conversation_id, body.widget_id, body.agent_id, body.customer_id
     )
     return json_response(
-        conversation_view(result.conversation, result.reconnect_url), 201 if created else 200
+        wire.conversation_view(result.conversation, result.reconnect_url), 201 if created else 200
     )
 
 
@@ -83,7 +84,7 @@ def register_conversation(req: func.HttpRequest) -> func.HttpResponse:
 def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
     """The conversation as it is now."""
     result = get_service().conversations.get_conversation(path_id(req, "conversationId"))
-    return json_response(conversation_view(result.conversation, result.reconnect_url))
+    return json_response(wire.conversation_view(result.conversation, result.reconnect_url))
 
 
 @endpoint(
@@ -111,7 +112,7 @@ def conversation_event(req: func.HttpRequest) -> func.HttpResponse:
     result = get_service().conversations.apply_event(
         conversation_id, Event(type=body.type, agent_id=body.agent_id), body.event_id
     )
-    return json_response(conversation_view(result.conversation, result.reconnect_url))
+    return json_response(wire.conversation_view(result.conversation, result.reconnect_url))
 
 
 @endpoint(

@@ -10,12 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from shared.domain.conversation import Conversation, EndReason, State
-
-
-def format_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, to the second, as every time in the contract."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
+from shared.wire.times import format_utc
 
 UtcDateTime = Annotated[
     datetime,

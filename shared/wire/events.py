@@ -17,7 +17,7 @@ from typing import Any
 
 from shared.domain.conversation import Conversation
 from shared.domain.events import Happened
-from shared.wire.conversations import conversation_view, format_utc
+from shared.wire.times import format_utc
 
 TYPE_PREFIX = "chatreconnect.conversation."
 SUBJECT_PREFIX = "conversations/"
@@ -31,6 +31,9 @@ def cloud_event(conversation: Conversation, happened: Happened, source: str) -> 
     """The event of the stored change that made `conversation` (its last change id and its
     sequence); `data` is the conversation as GET /api/conversations shows it, without the
     link, plus what the change means."""
+    # Imported here: the pydantic model is built on first use, not with the app (cold start).
+    from shared.wire.conversations import conversation_view
+
     data = conversation_view(conversation, None).model_dump(
         mode="json", by_alias=True, exclude={"reconnect_url"}
     )
