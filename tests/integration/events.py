@@ -118,6 +118,7 @@ def queues_at(
         }
     )
     make = queue_client_factory(settings)
+    assert settings.events_queue is not None
     return EventQueues(
         outbox=StorageQueue(settings.events_outbox_queue, make, monotonic=monotonic),
         public=StorageQueue(settings.events_queue, make, monotonic=monotonic),
@@ -127,8 +128,9 @@ def queues_at(
 
 def waiting_messages(queue: StorageQueue) -> int:
     """How many messages a queue holds, visible or not (Azurite counts them exactly)."""
-    count: int = queue._queue().get_queue_properties().approximate_message_count
-    return count
+    count = queue._queue().get_queue_properties().approximate_message_count
+    assert count is not None
+    return int(count)
 
 
 def relay_until_empty(tap: EventTap, rounds: int = 120) -> list[dict[str, Any]]:

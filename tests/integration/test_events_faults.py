@@ -29,6 +29,7 @@ from azure.data.tables import TableServiceClient
 
 from local.azurite import Azurite, AzuriteQueue, queue_connection_string
 from local.processes import free_port
+from shared.api.events import relay_events
 from shared.domain import conversation as domain
 from shared.domain.conversation import Event, EventType
 from shared.domain.errors import ChatReconnectError
@@ -39,7 +40,7 @@ from shared.services.app import App
 from shared.services.conversations import ConversationResult
 from shared.services.outbox import EventQueues
 from shared.services.reconnect import ContinueResult
-from shared.storage.queues import BREAKER_SECONDS
+from shared.storage.queues import BREAKER_SECONDS, Receipt
 from shared.storage.store import TableStore
 from shared.wire.conversations import conversation_view
 from shared.wiring import STORAGE_CLIENT_OPTIONS, set_service
@@ -463,8 +464,6 @@ def test_a_relay_that_sees_the_staged_event_before_its_write_waits_for_it(
 def test_a_relay_killed_after_sending_sends_again_with_the_same_id(
     crash: Crash, http: httpx.Client
 ) -> None:
-    from shared.api.events import relay_events
-
     tap = EventTap(crash.app)
     registered(crash, tap)
     crash.app.conversations.apply_event("c1", Event(EventType.CUSTOMER_ENDED), None)
@@ -489,3 +488,64 @@ def base64_decoded(text: str) -> bytes:
     import base64
 
     return base64.b64decode(text)
+
+
+def test_withdrawing_a_message_the_relay_has_taken_is_no_outage(
+    crash: Crash, http: httpx.Client
+) -> None:
+    """A write loses its race while the relay holds its staged message: the withdraw's
+    delete meets a pop receipt that no longer matches (the queue answered, 400
+    PopReceiptMismatch). That is the race, not an outage: the next change must still be
+    staged on the queue, not fall back to an outbox note (whose event would wait up to a
+    timer period instead of about a second)."""
+    tap = EventTap(crash.app)
+    registered(crash, tap)
+    app = crash.app
+    found = app.store.get_conversation("c1")
+    assert found is not None
+    app.conversations.apply_event("c1", Event(EventType.CUSTOMER_DISCONNECTED), None)
+    widget = app.settings.get_widget(WIDGET).value
+    late = domain.apply_event(found.value, Event(EventType.AGENT_ENDED), widget, crash.clock())
+    assert app.relay is not None
+    outbox = app.relay.outbox.queue
+    write = app.store.replace_conversation
+    held: list[tuple[str, Receipt]] = []
+
+    def relay_first(*args: Any, **kwargs: Any) -> str:
+        # The Functions host takes the staged messages (the winner's and the loser's) for
+        # the relay meanwhile: they are hidden, their pop receipts are new.
+        while batch := outbox.receive(32):
+            held.extend(batch)
+        return write(*args, **kwargs)
+
+    app.store.replace_conversation = relay_first  # type: ignore[method-assign]
+    try:
+        assert app.writer.write(found, late, Via.PLATFORM) is False
+    finally:
+        del app.store.replace_conversation
+    assert len(held) == 2
+    for text, receipt in held:  # the relay runs, and the host deletes what it took
+        relay_events(
+            func.QueueMessage(
+                id=receipt.message_id, body=base64_decoded(text), pop_receipt=receipt.pop_receipt
+            )
+        )
+        # (with a client of its own: the host does not share the app's breaker)
+        outbox._queue().delete_message(receipt.message_id, receipt.pop_receipt)
+    app.conversations.apply_event("c1", Event(EventType.AGENT_ENDED), None)
+    assert app.store.outbox_notes(10) == [], "the outbox queue was taken for down"
+    arrived = relay_until_empty(tap)
+    assert [e["type"] for e in tap.seen][1:] == [
+        "chatreconnect.conversation.customer_disconnected",
+        "chatreconnect.conversation.agent_ended",
+    ], arrived
+    assert assert_history(http, app, tap.seen, ["c1"]) == 0
+
+
+def test_receive_takes_up_to_its_limit_at_once(crash: Crash) -> None:
+    """StorageQueue.receive(limit) answers up to `limit` visible messages, as it says."""
+    assert crash.app.relay is not None
+    queue = crash.app.relay.public
+    for n in range(3):
+        queue.send(str(n))
+    assert sorted(text for text, _ in queue.receive(32)) == ["0", "1", "2"]
