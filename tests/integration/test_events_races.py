@@ -6,13 +6,13 @@ every id unique."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -83,18 +83,27 @@ def outcome(call: Callable[[], Any]) -> str:
     return "ok"
 
 
+# Why the relay failed during the last race (reported with its figures).
+relay_failures: list[str] = []
+
+
 def race(calls: list[Callable[[], Any]], tap: EventTap) -> list[str]:
     """Start every call at once on its own thread, with the relay running meanwhile (so it
     also judges staged events whose writes are under way or lost); their outcomes."""
+    relay_failures.clear()
     start = threading.Barrier(len(calls))
     racing = threading.Event()
     racing.set()
 
     def relay() -> None:
         while racing.is_set():
-            # A queue the breaker skips is the relay's outage: it tries again.
-            with contextlib.suppress(QueueUnavailable):
+            try:
                 tap.relay_staged()
+            except QueueUnavailable as error:
+                # The relay's outage (its message comes back and is relayed again: at
+                # least once): it tries again.
+                relay_failures.append(str(error).split(": ")[-1])
+                time.sleep(0.1)
 
     def go(call: Callable[[], Any]) -> str:
         start.wait()
@@ -120,7 +129,18 @@ def settle(app: App, clock: FakeClock, tap: EventTap) -> list[dict[str, Any]]:
     return tap.published() + relay_until_empty(tap)
 
 
-def test_continue_races_agent_ended(app: App, clock: FakeClock, http: httpx.Client) -> None:
+def queue_trips(caplog: pytest.LogCaptureFixture) -> Counter[str]:
+    """Why queue requests failed (each failure trips that queue's breaker)."""
+    return Counter(
+        record.getMessage().split(": ")[-1]
+        for record in caplog.records
+        if record.name == "shared.storage.queues"
+    )
+
+
+def test_continue_races_agent_ended(
+    app: App, clock: FakeClock, http: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
     ids = [f"c{n}" for n in range(4)]
     links = disconnected(app, clock, ids)
     tap = EventTap(app)
@@ -130,20 +150,19 @@ def test_continue_races_agent_ended(app: App, clock: FakeClock, http: httpx.Clie
     ended = Event(EventType.AGENT_ENDED)
     figures = []
     for cid in ids:
-        link = links[cid]
-        continues: list[Callable[[], Any]] = [
-            lambda link=link: app.reconnect.continue_conversation(session, link)  # type: ignore[misc]
-        ] * (THREADS // 2)
-        ends: list[Callable[[], Any]] = [
-            lambda cid=cid: app.conversations.apply_event(cid, ended, None)  # type: ignore[misc]
-        ] * (THREADS // 2)
-        said = race([call for pair in zip(continues, ends, strict=True) for call in pair], tap)
-        continued, ended_by = Counter(said[0::2]), Counter(said[1::2])
-        figures.append((cid, dict(continued), dict(ended_by)))
+        continues = partial(app.reconnect.continue_conversation, session, links[cid])
+        ends = partial(app.conversations.apply_event, cid, ended, None)
+        said = race([continues, ends] * (THREADS // 2), tap)
+        figures.append((cid, dict(Counter(said[0::2])), dict(Counter(said[1::2]))))
     settle(app, clock, tap)
     events = tap.seen
-    print(f"\ncontinue vs agent_ended, {THREADS} threads each: {figures}")
-    assert assert_history(http, app, events, ids) == 0
+    # Redeliveries (same id, same event) are allowed: at least once.
+    duplicates = assert_history(http, app, events, ids)
+    print(
+        f"\ncontinue vs agent_ended, {THREADS} threads each: {figures}; {len(events)} events "
+        f"delivered, {duplicates} duplicates; relay failures in the last race: "
+        f"{Counter(relay_failures)}; queue failures: {queue_trips(caplog)}"
+    )
     for cid, _continued, ended_by in figures:
         mine = [e["type"] for e in events if e["subject"] == f"conversations/{cid}"]
         # Each agent_ended that answered 200 stored one change, each refused one none.
@@ -155,7 +174,7 @@ def test_continue_races_agent_ended(app: App, clock: FakeClock, http: httpx.Clie
 
 
 def test_continue_races_the_timer_as_the_deadline_passes(
-    app: App, clock: FakeClock, http: httpx.Client
+    app: App, clock: FakeClock, http: httpx.Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     ids = [f"c{n:02d}" for n in range(THREADS)]
     links = disconnected(app, clock, ids)
@@ -175,13 +194,13 @@ def test_continue_races_the_timer_as_the_deadline_passes(
     ).timer
     session = app.reconnect.customer_session(WIDGET, None)
     calls: list[Callable[[], Any]] = [
-        (lambda cid=cid: app.reconnect.continue_conversation(session, links[cid])) for cid in ids
+        partial(app.reconnect.continue_conversation, session, links[cid]) for cid in ids
     ]
     calls += [timer.run, timer.run]
     said = race(calls, tap)
     settle(app, clock, tap)
     events = tap.seen
-    assert assert_history(http, app, events, ids) == 0
+    duplicates = assert_history(http, app, events, ids)
     won = 0
     for cid, answer in zip(ids, said, strict=False):
         mine = [e["type"] for e in events if e["subject"] == f"conversations/{cid}"]
@@ -197,7 +216,9 @@ def test_continue_races_the_timer_as_the_deadline_passes(
             assert state == "wrap_up"
     print(
         f"\ncontinue vs timer, {THREADS} conversations and two timer runs: "
-        f"{won} continues won, {THREADS - won} timeouts won"
+        f"{won} continues won, {THREADS - won} timeouts won; {len(events)} events delivered, "
+        f"{duplicates} duplicates; relay failures: {Counter(relay_failures)}; "
+        f"queue failures: {queue_trips(caplog)}"
     )
 
 
