@@ -13,7 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -95,6 +100,11 @@ class StorageQueue:
             except ResourceNotFoundError as error:
                 if "QueueNotFound" in str(error):
                     raise
+            except HttpResponseError as error:
+                # Someone received the message since (the relay): it is theirs to delete, and
+                # the queue answered, so this is no outage for the breaker.
+                if getattr(error, "error_code", None) != "PopReceiptMismatch":
+                    raise
 
         self._guarded(delete)
 
@@ -102,8 +112,10 @@ class StorageQueue:
         """Up to `limit` visible messages (their text as stored), hidden meanwhile."""
 
         def receive(client: QueueClient) -> list[tuple[str, Receipt]]:
+            # One request for the whole batch: without messages_per_page the SDK pages by one.
+            batch = min(limit, 32)
             messages = client.receive_messages(
-                max_messages=min(limit, 32), visibility_timeout=visibility_timeout
+                messages_per_page=batch, max_messages=batch, visibility_timeout=visibility_timeout
             )
             return [
                 (str(m.content), Receipt(str(m.id), str(m.pop_receipt)))

@@ -5,19 +5,24 @@ as a platform would (Base64 of UTF-8 JSON)."""
 from __future__ import annotations
 
 import base64
+import importlib
+import importlib.util
 import json
 import socket
+import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import azure.functions as func
+import httpx
 
 from local.azurite import AzuriteQueue, queue_connection_string
 from shared.config import load_settings
 from shared.services.app import App
 from shared.services.outbox import EventQueues
-from shared.storage.queues import Receipt, StorageQueue
-from shared.wiring import event_queues
+from shared.storage.queues import QueueUnavailable, Receipt, StorageQueue
+from shared.wiring import event_queues, queue_client_factory
 
 SOURCE = "/chat-reconnect"
 TEST_TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
@@ -119,3 +124,115 @@ class EventTap:
         """Relay what is staged, then the events published since the last call."""
         self.relay_staged()
         return self.published()
+
+
+# --- what the fault and race tests share (test_events_faults.py, test_events_races.py) -------
+
+
+def breaker_queues_at(
+    connection_string: str, monotonic: Callable[[], float], name: str | None = None
+) -> EventQueues:
+    """Outbox and public queues (fresh unless `name` is given) on a queue service, wired as
+    the app wires them but with their breakers on `monotonic`: a test moves its clock past
+    the breaker instead of sleeping."""
+    name = name or "t" + uuid.uuid4().hex[:12]
+    settings = load_settings(
+        {
+            "RECONNECT_SIGNING_KEY": "k" * 40,
+            "QUEUES_CONNECTION_STRING": connection_string,
+            "EVENTS_QUEUE": f"{name}-events",
+            "EVENTS_OUTBOX_QUEUE": f"{name}-outbox",
+        }
+    )
+    make = queue_client_factory(settings)
+    assert settings.events_queue is not None
+    return EventQueues(
+        outbox=StorageQueue(settings.events_outbox_queue, make, monotonic=monotonic),
+        public=StorageQueue(settings.events_queue, make, monotonic=monotonic),
+        source=settings.events_source,
+    )
+
+
+def waiting_messages(queue: StorageQueue) -> int:
+    """How many messages a queue holds, visible or not (Azurite counts them exactly)."""
+    count = queue._queue().get_queue_properties().approximate_message_count
+    assert count is not None
+    return int(count)
+
+
+def relay_until_empty(tap: EventTap, rounds: int = 120) -> list[dict[str, Any]]:
+    """Relay until the outbox queue is empty, waiting for staged-again messages to become
+    visible (and for a tripped breaker to close); the events published meanwhile. Fails if
+    it never empties (bounded, so that a relay that keeps staging again fails the test
+    instead of hanging it)."""
+    relay = tap.app.relay
+    assert relay is not None
+    for _ in range(rounds):
+        try:
+            tap.relay_staged()
+        except QueueUnavailable:
+            pass  # skipped by the breaker after a failure: the relay tries again later
+        else:
+            if waiting_messages(relay.outbox.queue) == 0:
+                return tap.published()
+        time.sleep(0.5)
+    raise AssertionError("the outbox queue never emptied")
+
+
+def check_schema(events: Iterable[dict[str, Any]]) -> None:
+    """Validate events against the served JSON Schemas where this branch has them
+    (tests/events.py, built on another branch)."""
+    if importlib.util.find_spec("tests.events") is None:
+        return
+    validate = importlib.import_module("tests.events").validate_event
+    for event in events:
+        validate(event)
+
+
+def assert_history(
+    api: httpx.Client, app: App, events: Sequence[dict[str, Any]], conversation_ids: Iterable[str]
+) -> int:
+    """The events seen are exactly the stored changes of these conversations: per
+    conversation sequence 1..n (n as stored) without gaps, their ids the stored change ids,
+    each `previousState` the state the event before left, the last one's `data` equal to
+    GET /api/conversations/{id} without `reconnectUrl`; none for anything else. A redelivery
+    (same id) must be the same event; returns how many redeliveries there were."""
+    check_schema(events)
+    unique: dict[str, dict[str, Any]] = {}
+    duplicates = 0
+    for event in events:
+        if event["id"] in unique:
+            assert unique[event["id"]] == event, "a redelivery differs from the first delivery"
+            duplicates += 1
+        else:
+            unique[event["id"]] = event
+    by_subject: dict[str, list[dict[str, Any]]] = {}
+    for event in unique.values():
+        by_subject.setdefault(event["subject"], []).append(event)
+    ids = list(conversation_ids)
+    assert set(by_subject) <= {f"conversations/{cid}" for cid in ids}, "events of strangers"
+    for cid in ids:
+        found = app.store.get_conversation(cid)
+        assert found is not None, cid
+        stored = found.value
+        history = sorted(by_subject.get(f"conversations/{cid}", []), key=lambda e: e["sequence"])
+        assert [int(e["sequence"]) for e in history] == list(range(1, stored.sequence + 1)), (
+            cid,
+            [(e["sequence"], e["type"]) for e in history],
+        )
+        assert all(len(e["sequence"]) == 10 for e in history)
+        ring = list(stored.change_ids)
+        assert [e["id"] for e in history][-len(ring) :] == ring, cid
+        previous: str | None = None
+        for event in history:
+            assert event["data"]["previousState"] == previous, (cid, event["sequence"])
+            previous = event["data"]["state"]
+        answer = api.get(f"/conversations/{cid}")
+        assert answer.status_code == 200, answer.text
+        view = answer.json()
+        del view["reconnectUrl"]
+        last = history[-1]
+        extra = {k: last["data"][k] for k in ("previousState", "via", "capacityReleased")}
+        assert last["data"] == {**view, **extra}, cid
+        assert last["time"] == view["updatedAt"]
+    return duplicates
