@@ -292,6 +292,4 @@ def make_broken_store(store: TableStore) -> TableStore:
 
 
 def _widget(app: App) -> Any:
-    from shared.services.settings import widget_or_default
-
-    return widget_or_default(app.store, WIDGET)
+    return app.widgets.or_default(WIDGET)
