@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -127,6 +128,33 @@ def test_an_event_waits_for_its_write_and_is_dropped_if_it_never_comes(
     clock.advance(seconds=MAX_WRITE_SECONDS)
     assert tap.drain() == []  # no write can still be under way: dropped
     assert receive_all(app.relay.outbox.queue) == []
+
+
+def test_a_write_that_lands_during_the_relays_second_look_is_sent_at_once(
+    api: httpx.Client, tap: EventTap, app: App
+) -> None:
+    """The relay takes a message before its write has landed (the usual case when it polls
+    the moment a change is staged): it looks once more and sends, without staging again."""
+    register(api, "c1")
+    tap.drain()
+    assert app.relay is not None
+    assert app.writer.outbox is not None
+    found = app.writer.read("c1")
+    revoked = record_change(found.value, dataclasses.replace(found.value, link_epoch=1), "S" * 22)
+    happened = what_happened(found.value, revoked, Via.PLATFORM)
+    assert happened is not None
+    app.writer.outbox.stage([(revoked, happened)])
+    # The write lands while the relay pauses for its second look.
+    landing = threading.Timer(
+        app.relay.second_look / 4, app.store.replace_conversation, (revoked, found.etag)
+    )
+    landing.start()
+    try:
+        assert tap.relay_staged() == 1
+    finally:
+        landing.join()
+    assert [e["id"] for e in tap.published()] == ["S" * 22]
+    assert receive_all(app.relay.outbox.queue) == []  # nothing staged again
 
 
 def test_a_relay_that_cannot_send_leaves_the_events_to_the_timer(
