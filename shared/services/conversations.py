@@ -57,9 +57,10 @@ class ConversationUseCases(ConversationCases):
             created = domain.new_conversation(
                 conversation_id, widget_id, agent_id, customer_key, self.clock()
             )
-            if not self.writer.insert(created):
+            stored = self.writer.insert(created)
+            if stored is None:
                 return AGAIN  # registered concurrently: compare with that one
-            return self._result(created, widget), True
+            return self._result(stored, widget), True
 
         return retry_lost_races(
             attempt,

@@ -106,9 +106,10 @@ class ConversationWriter:
 
         return retry_lost_races(attempt, CHANGING_TOO_FAST)
 
-    def insert(self, created: Conversation) -> bool:
-        """Store a new conversation with the index rows it needs; False if one with its id
-        was stored meanwhile (the caller compares with that one)."""
+    def insert(self, created: Conversation) -> Conversation | None:
+        """Store a new conversation with the index rows it needs: the conversation as stored
+        (its first sequence recorded), or None if one with its id was stored meanwhile (the
+        caller compares with that one)."""
         created, staged = self._record_and_stage(None, created, Via.PLATFORM)
         self._note_capacity_change(None, created)
         self._prepare_indexes(None, created)
@@ -116,8 +117,8 @@ class ConversationWriter:
             self.store.insert_conversation(created)
         except ConcurrencyConflict:
             self._withdraw(staged)
-            return False
-        return True
+            return None
+        return created
 
     def write(
         self, found: Versioned[Conversation], changed: Conversation, via: Via = Via.PLATFORM
