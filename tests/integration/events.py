@@ -5,8 +5,6 @@ as a platform would (Base64 of UTF-8 JSON)."""
 from __future__ import annotations
 
 import base64
-import importlib
-import importlib.util
 import json
 import socket
 import time
@@ -23,6 +21,7 @@ from shared.services.app import App
 from shared.services.outbox import EventQueues
 from shared.storage.queues import QueueUnavailable, Receipt, StorageQueue
 from shared.wiring import event_queues, queue_client_factory
+from tests.events import validate_event
 
 SOURCE = "/chat-reconnect"
 TEST_TIMEOUTS = {"connection_timeout": 5, "read_timeout": 30}
@@ -117,6 +116,8 @@ class EventTap:
         relay = self.app.relay
         assert relay is not None
         fresh = [json.loads(base64.b64decode(text)) for text in receive_all(relay.public)]
+        # Every event a test sees is valid by the served JSON Schema (contract §5).
+        check_schema(fresh)
         self.seen.extend(fresh)
         return fresh
 
@@ -180,13 +181,9 @@ def relay_until_empty(tap: EventTap, rounds: int = 120) -> list[dict[str, Any]]:
 
 
 def check_schema(events: Iterable[dict[str, Any]]) -> None:
-    """Validate events against the served JSON Schemas where this branch has them
-    (tests/events.py, built on another branch)."""
-    if importlib.util.find_spec("tests.events") is None:
-        return
-    validate = importlib.import_module("tests.events").validate_event
+    """Validate events against the served JSON Schema (tests/events.py)."""
     for event in events:
-        validate(event)
+        validate_event(event)
 
 
 def assert_history(
