@@ -9,13 +9,14 @@ and `capacityReleased`). Served beside the OpenAPI document (contract §5).
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, create_model
 from pydantic.alias_generators import to_camel
 
 from shared.api.ids import ID_PATTERN
 from shared.domain.conversation import State
+from shared.domain.events import WHO_CAN
 from shared.wire.conversations import ConversationView, UtcDateTime
 
 EVENT_TYPE_PREFIX = "chatreconnect.conversation."
@@ -23,20 +24,9 @@ JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 Via = Literal["platform", "widget", "timer"]
 
-# What happened -> who can have made it happen (`data.via`).
+# What happened -> who can have made it happen (`data.via`): the domain's table, as strings.
 EVENT_VIAS: dict[str, tuple[Via, ...]] = {
-    "registered": ("platform",),
-    "agent_assigned": ("platform",),
-    "customer_disconnected": ("platform",),
-    # The platform's event, or the widget's continue: the same change either way.
-    "customer_reconnected": ("platform", "widget"),
-    "agent_ended": ("platform",),
-    "customer_ended": ("platform",),
-    "agent_closed": ("platform",),
-    "customer_declined": ("widget",),
-    "link_revoked": ("platform",),
-    "reconnect_timeout": ("timer",),
-    "auto_closed": ("timer",),
+    what: tuple(cast(Via, via.value) for via in vias) for what, vias in WHO_CAN.items()
 }
 
 # The conversation's members that an event must not carry: a reconnect link is a credential.

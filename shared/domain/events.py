@@ -5,6 +5,7 @@ event against the stored conversation. No I/O."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -40,6 +41,24 @@ class Verdict(StrEnum):
     WAIT = "wait"  # its change may still be stored: look again shortly
     DROP = "drop"  # its change lost a race or was never stored: never deliver it
     FORGOTTEN = "forgotten"  # its sequence fell out of the ring: dropped, and worth an error
+
+
+# What a change can be (the `<what>` of its event type) -> who can make it (`data.via`).
+# `what_happened` names the first from the states; the callers pass the second.
+WHO_CAN: Mapping[str, tuple[Via, ...]] = {
+    "registered": (Via.PLATFORM,),
+    "agent_assigned": (Via.PLATFORM,),
+    "customer_disconnected": (Via.PLATFORM,),
+    # The platform's event, or the widget's continue: the same change either way.
+    "customer_reconnected": (Via.PLATFORM, Via.WIDGET),
+    "agent_ended": (Via.PLATFORM,),
+    "customer_ended": (Via.PLATFORM,),
+    "agent_closed": (Via.PLATFORM,),
+    "customer_declined": (Via.WIDGET,),
+    "link_revoked": (Via.PLATFORM,),
+    "reconnect_timeout": (Via.TIMER,),
+    "auto_closed": (Via.TIMER,),
+}
 
 
 @dataclass(frozen=True)
