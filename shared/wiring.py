@@ -12,14 +12,12 @@ from typing import TYPE_CHECKING, Any
 from azure.data.tables import TableServiceClient
 
 from shared.config import Settings, get_settings
-from shared.domain.links import LinkSigner
-from shared.services.app import App
-from shared.services.outbox import EventQueues
-from shared.storage.queues import StorageQueue
-from shared.storage.store import TableStore
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
+
+    from shared.services.app import App
+    from shared.services.outbox import EventQueues
 
 # Seconds to connect to storage and to wait for its answer.
 STORAGE_TIMEOUTS = {"connection_timeout": 2, "read_timeout": 5}
@@ -132,6 +130,10 @@ def event_queues(
     if settings.events_queue is None:
         return None
     make = queue_client_factory(settings, timeouts, **options)
+    # Imported here, like the rest of the use cases (`build_service`).
+    from shared.services.outbox import EventQueues
+    from shared.storage.queues import StorageQueue
+
     return EventQueues(
         outbox=StorageQueue(settings.events_outbox_queue, make),
         public=StorageQueue(settings.events_queue, make),
@@ -173,6 +175,12 @@ def storage_client_options(endpoint: str, timeouts: dict[str, int] | None = None
 
 def build_service(settings: Settings, table_prefix: str = "") -> App:
     """A service wired to real storage and the configured signing keys."""
+    # Imported when the first request builds the service: the use cases and storage
+    # adapters are not needed to register the functions (a cold start's import).
+    from shared.domain.links import LinkSigner
+    from shared.services.app import App
+    from shared.storage.store import TableStore
+
     store = TableStore(table_service_client(settings), table_prefix)
     signer = LinkSigner(settings.signing_key, settings.previous_signing_key)
     return App(

@@ -30,11 +30,11 @@ from shared.config import get_settings
 from shared.domain.errors import ChatReconnectError, UnknownResource
 from shared.domain.settings import WidgetSettings
 from shared.domain.urls import origin_of
-from shared.services.reconnect import CustomerSession
 from shared.wiring import get_service
 
 if TYPE_CHECKING:
     from shared.api import schemas
+    from shared.services.reconnect import CustomerSession
 else:
     # The contract models are built on first use, not with the app (docs/performance.md).
     schemas = LazyModule("shared.api.schemas")

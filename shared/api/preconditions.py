@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from shared.services.settings import Precondition
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.services.settings import Precondition
 
 
 def names_etags(if_match: str | None) -> bool:
@@ -16,6 +19,9 @@ def precondition(if_match: str | None, if_none_match: str | None = None) -> Prec
     etags = None
     if if_match is not None and names_etags(if_match):
         etags = tuple(candidate.strip() for candidate in if_match.split(","))
+    # Imported here: the settings use cases load with the service, on the first request.
+    from shared.services.settings import Precondition
+
     return Precondition(
         must_exist=if_match is not None, etags=etags, must_not_exist=if_none_match is not None
     )

@@ -17,11 +17,11 @@ from shared.api.http import (
     path_id,
 )
 from shared.api.lazy import LazyModule
-from shared.services.reconnect import CustomerSession
 from shared.wiring import get_service
 
 if TYPE_CHECKING:
     from shared.api import schemas
+    from shared.services.reconnect import CustomerSession
 else:
     # The contract models are built on first use, not with the app (docs/performance.md).
     schemas = LazyModule("shared.api.schemas")
