@@ -13,6 +13,11 @@ from azure.data.tables import TableServiceClient
 
 from shared.config import Settings, get_settings
 
+# Imported with the app, although the storage adapters load with the first request: it
+# checks, once at start-up, that the installed SDK has the private entry point it sends
+# through, so a mismatched SDK stops the app with a clear message (SdkMismatch).
+from shared.storage import table_wire  # noqa: F401
+
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
