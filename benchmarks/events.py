@@ -83,13 +83,18 @@ from benchmarks.load import (
 )
 from local.azurite import Azurite, AzuriteQueue
 from local.processes import stop_process_group
-from shared.config import DEFAULT_ENFORCE_SCHEDULE
+from shared.config import (
+    DEFAULT_ENFORCE_SCHEDULE,
+    DEFAULT_EVENTS_OUTBOX_QUEUE,
+    DEFAULT_EVENTS_QUEUE,
+)
 from shared.storage.entities import CONVERSATION_ROW
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "events.json"
-EVENTS_QUEUE = "conversation-events"
-OUTBOX_QUEUE = "conversation-events-outbox"
+# The app's own defaults, so the benchmark follows a rename.
+EVENTS_QUEUE = DEFAULT_EVENTS_QUEUE
+OUTBOX_QUEUE = DEFAULT_EVENTS_OUTBOX_QUEUE
 # The stand-in relay polls like the local host's queue listener with host.json's
 # extensions.queues (batchSize 16, maxPollingInterval 00:00:00.500).
 RELAY_BATCH = 16
